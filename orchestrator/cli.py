@@ -1,0 +1,95 @@
+"""Command line: `vsa-orchestrate PLAN [options]` and `vsa-orchestrate lab up|down`.
+
+Exit codes: 0 done / nothing to do, 1 error (nothing half-applied by a
+refusal), 2 changes pending (dry run).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from orchestrator.engine import EXIT_ERROR, EXIT_OK, Options, run
+from orchestrator.logs import REDACTOR, open_log
+from orchestrator.output import error_line, make_console, warning_line
+from orchestrator.plan import PlanError, load_plan
+from orchestrator.stages import STAGE_ORDER
+
+
+def _stage_list(text: str) -> list[str]:
+    stages = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [stage for stage in stages if stage not in STAGE_ORDER]
+    if unknown or not stages:
+        raise argparse.ArgumentTypeError(
+            f"unknown stage(s) {', '.join(unknown) or '(none)'}; choose from {','.join(STAGE_ORDER)}"
+        )
+    return stages
+
+
+def _plan_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vsa-orchestrate",
+        description="Make a site match the plan: storage VMs, DRBD/heartbeat, iSCSI, VMFS, HA. "
+        "Other commands: `vsa-orchestrate lab up|down|status`.",
+    )
+    parser.add_argument("plan", type=Path, help="the plan file (plan.toml)")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="show the diff; change nothing (exit 2 if changes are pending)"
+    )
+    parser.add_argument("--check", action="store_true", help="validate the plan only; connect to nothing")
+    parser.add_argument("--yes", "-y", action="store_true", help="apply without asking")
+    parser.add_argument("--json", action="store_true", help="print the diff and result as JSON")
+    parser.add_argument(
+        "--only",
+        type=_stage_list,
+        default=list(STAGE_ORDER),
+        metavar="STAGES",
+        help=f"comma list of {','.join(STAGE_ORDER)}",
+    )
+    parser.add_argument(
+        "--allow-destroy",
+        action="append",
+        default=[],
+        metavar="NODE",
+        help="allow replacing or deleting the named node's data disks or VM (repeatable)",
+    )
+    parser.add_argument("--log", type=Path, help="log file (default: <plan>.state/run.log)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "lab":
+        from orchestrator.lab.commands import lab_main
+
+        return lab_main(argv[1:])
+    args = _plan_parser().parse_args(argv)
+    console = make_console()
+    errors = make_console(stderr=True)
+    try:
+        plan = load_plan(args.plan)
+    except PlanError as err:
+        for issue in err.issues:
+            errors.print(error_line(issue))
+        return EXIT_ERROR
+    if args.check:
+        console.print(f"{args.plan}: plan {plan.name!r} is valid ({len(plan.hosts)} hosts, 2 storage nodes)")
+        return EXIT_OK
+    open_log(args.log or plan.state_dir / "run.log")
+    if plan.vsphere.insecure:
+        errors.print(
+            warning_line(
+                "TLS verification is off (insecure = true): anyone on the path can impersonate vSphere"
+            )
+        )
+    options = Options(
+        dry_run=args.dry_run,
+        yes=args.yes,
+        json=args.json,
+        only=args.only,
+        allow_destroy=frozenset(node for value in args.allow_destroy for node in value.split(",") if node),
+    )
+    return run(plan, options, console, errors, REDACTOR)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

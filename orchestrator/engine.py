@@ -1,0 +1,157 @@
+"""observe -> diff -> confirm -> apply -> observe again, stage by stage.
+
+Nothing is applied while any selected stage reports a Problem, so a refused
+run leaves the site exactly as it was.
+"""
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.prompt import Confirm
+
+from orchestrator.changes import Change, Problem, problems_json, render_json, render_text
+from orchestrator.logs import Redactor
+from orchestrator.output import error_line
+from orchestrator.plan import Plan
+from orchestrator.progress import Reporter
+from orchestrator.stages import BUILT_STAGES, STAGE_ORDER, RunContext
+from orchestrator.state import StateDir
+from orchestrator.vsphere.session import VSphereError, connect
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_ERROR, EXIT_PENDING = 0, 1, 2
+
+
+@dataclass
+class Options:
+    dry_run: bool = False
+    yes: bool = False
+    json: bool = False
+    only: list[str] = field(default_factory=lambda: list(STAGE_ORDER))
+    allow_destroy: frozenset[str] = frozenset()
+
+
+class RunError(Exception):
+    """A runtime fault explained in one line."""
+
+
+def run(
+    plan: Plan,
+    options: Options,
+    console: Console,
+    progress_console: Console | None,
+    redactor: Redactor,
+) -> int:
+    payload: dict[str, Any] = {"plan": plan.name, "dry_run": options.dry_run, "skipped": []}
+    selected = [stage for stage in STAGE_ORDER if stage in options.only]
+    for stage in selected:
+        if stage not in BUILT_STAGES:
+            payload["skipped"].append(stage)
+            if not options.json:
+                console.print(f"stage {stage}: not built yet in this version; skipped")
+    stages = [BUILT_STAGES[stage] for stage in selected if stage in BUILT_STAGES]
+    try:
+        code = _run(plan, options, console, progress_console, redactor, stages, payload)
+    except (RunError, VSphereError, ValueError) as err:
+        log.error("%s", err)
+        payload["error"] = str(err)
+        if not options.json:
+            console.print(error_line(err))
+        code = EXIT_ERROR
+    payload["exit_code"] = code
+    if options.json:
+        print(render_json(payload))
+    return code
+
+
+def _run(
+    plan: Plan,
+    options: Options,
+    console: Console,
+    progress_console: Console | None,
+    redactor: Redactor,
+    stages: list[Any],
+    payload: dict[str, Any],
+) -> int:
+    password = plan.resolve_password()
+    redactor.add(password)
+    state = StateDir(plan.state_dir, persist=not options.dry_run)
+    reporter = Reporter(None if options.json else progress_console)
+    session = connect(plan, password)
+    try:
+        ctx = RunContext(
+            plan=plan, session=session, state=state, reporter=reporter, allow_destroy=options.allow_destroy
+        )
+        changes, problems = _plan_all(ctx, stages)
+        payload["changes"] = [change.as_json() for change in changes]
+        payload["problems"] = problems_json(problems)
+        if not options.json:
+            render_text(console, changes, problems)
+        if problems:
+            raise RunError(f"{len(problems)} problem(s) found; nothing was changed")
+        if not changes:
+            if not options.json:
+                console.print("No changes: the site matches the plan.")
+            return EXIT_OK
+        if options.dry_run:
+            if not options.json:
+                console.print(f"{len(changes)} change(s) pending (dry run: nothing was changed).")
+            return EXIT_PENDING
+        _confirm(options, console, len(changes))
+        payload["applied"] = _apply_all(ctx, stages, console, options)
+        remaining, problems = _plan_all(ctx, stages)
+        if remaining or problems:
+            left = ", ".join(change.resource for change in remaining) or "; ".join(map(str, problems))
+            raise RunError(f"applied, but the site still differs from the plan: {left}")
+        if not options.json:
+            console.print(f"Applied {len(changes)} change(s); the site matches the plan.")
+        return EXIT_OK
+    finally:
+        session.close()
+
+
+def _plan_all(ctx: RunContext, stages: list[Any]) -> tuple[list[Change], list[Problem]]:
+    ctx.refresh()
+    changes: list[Change] = []
+    problems: list[Problem] = []
+    for stage in stages:
+        stage_changes, stage_problems = stage.plan(ctx)
+        changes += stage_changes
+        problems += stage_problems
+    return changes, problems
+
+
+def _apply_all(
+    ctx: RunContext, stages: list[Any], console: Console, options: Options
+) -> list[dict[str, Any]]:
+    applied = []
+    for index, stage in enumerate(stages):
+        if index:
+            ctx.refresh()
+        began = time.monotonic()
+        changes, problems = stage.plan(ctx)
+        if problems:
+            raise RunError("; ".join(map(str, problems)))
+        for change in changes:
+            log.info("applying %s %s: %s", change.action, change.resource, change.steps)
+            stage.apply(ctx, change)
+            applied.append(change.as_json())
+        seconds = time.monotonic() - began
+        log.info("stage %s applied in %.1f s", stage.name, seconds)
+        if not options.json:
+            console.print(f"stage {stage.name}: {len(changes)} change(s) in {seconds:.1f} s")
+    return applied
+
+
+def _confirm(options: Options, console: Console, count: int) -> None:
+    if options.yes:
+        return
+    if options.json or not sys.stdin.isatty():
+        raise RunError("refusing to apply without confirmation: no terminal to ask on; rerun with --yes")
+    if not Confirm.ask(f"Apply these {count} change(s)?", console=console, default=False):
+        raise RunError("not applied: cancelled at the prompt")

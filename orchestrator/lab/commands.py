@@ -1,0 +1,111 @@
+"""`vsa-orchestrate lab up|down|status`: the embedded lab.
+
+`lab up` starts the simulated vCenter (TLS, loopback) in the background and
+writes a lab plan pointing at it; running it again while the lab is up is
+harmless. `lab down` stops everything the lab started.
+"""
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from orchestrator.lab.plan_file import lab_plan_text
+from orchestrator.lab.simulator import LabError, SimInfo, start_simulator, stop_pid
+from orchestrator.output import error_line, make_console
+from orchestrator.state import new_ed25519_key
+
+DEFAULT_DIR = Path(os.environ.get("VSA_LAB_DIR", Path.home() / ".cache" / "vsa-orchestrate" / "lab"))
+
+
+def lab_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="vsa-orchestrate lab", description="the embedded lab")
+    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"lab folder (default {DEFAULT_DIR})")
+    args = parser.parse_args(argv)
+    console = make_console()
+    try:
+        if args.action == "up":
+            plan = lab_up(args.dir)
+            console.print(f"lab is up; plan: {plan}")
+            console.print(f"next: vsa-orchestrate {plan} --yes")
+        elif args.action == "down":
+            lab_down(args.dir)
+            console.print("lab is down")
+        else:
+            pid = _running_pid(args.dir)
+            console.print(f"lab is {'up (simulator pid ' + str(pid) + ')' if pid else 'down'}")
+            return 0 if pid else 2
+    except LabError as err:
+        console.print(error_line(err))
+        return 1
+    return 0
+
+
+def lab_up(lab_dir: Path) -> Path:
+    """Start the lab unless it is already running; return the lab plan's path."""
+    lab_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    plan_path = lab_dir / "lab.toml"
+    if _running_pid(lab_dir) and plan_path.exists():
+        return plan_path
+    _ensure_ssh_key(lab_dir / "id_ed25519")
+    sim = start_simulator(lab_dir / "sim", log_path=lab_dir / "sim.log")
+    (lab_dir / "sim.pid").write_text(f"{sim.process.pid}\n")
+    write_lab_plan(sim.info, plan_path)
+    return plan_path
+
+
+def write_lab_plan(info: SimInfo, plan_path: Path) -> None:
+    """The lab plan and its password file (0600), beside each other."""
+    password_file = plan_path.with_name("vsphere-password")
+    fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(info.password + "\n")
+    key = plan_path.with_name("id_ed25519")
+    _ensure_ssh_key(key)
+    plan_path.write_text(lab_plan_text(info, password_file.name, key.name))
+    (plan_path.with_name("sim.json")).write_text(json.dumps(info.__dict__))
+
+
+def lab_down(lab_dir: Path) -> None:
+    pid = _running_pid(lab_dir)
+    if pid:
+        stop_pid(pid)
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            raise LabError(f"simulator pid {pid} did not stop; kill it by hand")
+    (lab_dir / "sim.pid").unlink(missing_ok=True)
+
+
+def _running_pid(lab_dir: Path) -> int | None:
+    try:
+        pid = int((lab_dir / "sim.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _ensure_ssh_key(path: Path) -> None:
+    """The lab admin's SSH key pair (what ~/.ssh/id_ed25519 is on a real site)."""
+    if path.exists() and path.with_name(path.name + ".pub").exists():
+        return
+    key = new_ed25519_key("vsa-lab-admin")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key.private_openssh)
+    path.with_name(path.name + ".pub").write_text(key.public_openssh + "\n")

@@ -1,0 +1,15 @@
+"""Render the lab plan from the simulator's connection facts."""
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from orchestrator.lab.simulator import SimInfo
+
+_ENV = Environment(
+    loader=PackageLoader("orchestrator.lab", "templates"),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+def lab_plan_text(info: SimInfo, password_file: str, ssh_key: str) -> str:
+    return _ENV.get_template("lab.toml.j2").render(info=info, password_file=password_file, ssh_key=ssh_key)

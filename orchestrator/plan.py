@@ -1,0 +1,535 @@
+"""The plan file: schema v1 (see DESIGN.md), loading and validation.
+
+Every problem is reported as `file:line: key: what is wrong; what is valid`,
+all problems at once, before anything connects anywhere.
+"""
+
+import ipaddress
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from orchestrator.plan_locate import Loc, dotted, key_lines, line_of
+
+IPv4 = ipaddress.IPv4Address
+
+
+class PlanIssue(BaseModel):
+    """One problem found in a plan, located in its file."""
+
+    file: str
+    line: int
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.key}: {self.message}"
+
+
+class PlanError(Exception):
+    """A plan that cannot be used; carries every issue found."""
+
+    def __init__(self, issues: list[PlanIssue]):
+        self.issues = issues
+        super().__init__("\n".join(str(issue) for issue in issues))
+
+
+def _at_key(key: str, message: str) -> PydanticCustomError:
+    """A model-level error that the report places on one key of that model."""
+    return PydanticCustomError("plan_rule", message, {"key": key})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Section):
+    """Where a secret comes from: an environment variable or a file, never inline."""
+
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_inline(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise PydanticCustomError(
+                "inline_secret",
+                "secrets may not be written in the plan; use "
+                '{ env = "VARIABLE" } or { file = "path/to/secret" }',
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "SecretRef":
+        if (self.env is None) == (self.file is None):
+            raise ValueError('give exactly one of { env = "VARIABLE" } or { file = "path" }')
+        return self
+
+    def resolve(self, base_dir: Path, key: str) -> str:
+        """The secret's value; raises PlanError-free ValueError with a clear message."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if not value:
+                raise ValueError(f"{key}: environment variable {self.env} is not set")
+            return value
+        path = (base_dir / Path(self.file).expanduser()).resolve()
+        try:
+            return path.read_text().rstrip("\n")
+        except OSError as err:
+            raise ValueError(f"{key}: cannot read secret file {path}: {err.strerror}") from None
+
+
+class VSphere(_Section):
+    server: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 443
+    user: str
+    password: SecretRef
+    thumbprint: str | None = None
+    ca_file: str | None = None
+    insecure: bool = False
+    datacenter: str
+
+    @field_validator("thumbprint")
+    @classmethod
+    def _sha256(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digits = value.replace(":", "").lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", digits):
+            raise ValueError(
+                "must be the SHA-256 fingerprint of the server certificate: "
+                "64 hex digits, colons allowed (openssl x509 -noout -fingerprint -sha256)"
+            )
+        return ":".join(digits[i : i + 2] for i in range(0, 64, 2)).upper()
+
+    @model_validator(mode="after")
+    def _one_trust_mode(self) -> "VSphere":
+        if self.insecure and (self.thumbprint or self.ca_file):
+            raise _at_key(
+                "insecure",
+                "insecure = true cannot be combined with thumbprint or ca_file; "
+                "remove insecure to verify the certificate",
+            )
+        if self.thumbprint and self.ca_file:
+            raise _at_key("ca_file", "give either thumbprint or ca_file, not both")
+        return self
+
+
+class Cluster(_Section):
+    name: str
+    ha: bool = True
+
+
+class Network(_Section):
+    iscsi_portgroup: str
+    iscsi_prefix: Annotated[int, Field(ge=1, le=30)]
+    iscsi_gateway: IPv4 | None = None
+    vip: IPv4
+    replication_portgroup: str
+    replication_prefix: Annotated[int, Field(ge=1, le=30)]
+
+
+class Source(_Section):
+    template: str | None = None
+    ova: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Source":
+        if (self.template is None) == (self.ova is None):
+            raise ValueError('give exactly one of { template = "name" } or { ova = "path" }')
+        return self
+
+
+Provisioning = Literal["thick-eager", "thick-lazy", "thin"]
+
+
+class StorageVm(_Section):
+    source: Source
+    cpus: PositiveInt = 1
+    memory_mb: Annotated[int, Field(ge=256)] = 1024
+    meta_disk_gb: PositiveInt = 1
+    config_disk_gb: PositiveInt = 1
+    data_disk_gb: PositiveInt
+    provisioning: Provisioning = "thick-eager"
+    ssh_user: str = "root"
+    ssh_key: str
+
+
+class Replication(_Section):
+    protocol: Literal["C"] = Field(
+        "C",
+        description="only synchronous protocol C: A and B can lose acknowledged writes",
+    )
+    resync_rate: Annotated[str, Field(pattern=r"^[1-9][0-9]*[KMG]?$")] = "100M"
+
+
+class Ha(_Section):
+    keepalive: PositiveInt = 1
+    deadtime: PositiveInt = 10
+    warntime: PositiveInt = 5
+    initdead: PositiveInt = 60
+    auto_failback: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Ha":
+        if not self.keepalive < self.warntime < self.deadtime <= self.initdead:
+            if self.warntime <= self.keepalive:
+                key = "warntime"
+            elif self.deadtime <= self.warntime:
+                key = "deadtime"
+            else:
+                key = "initdead"
+            raise _at_key(
+                key,
+                "timings must satisfy keepalive < warntime < deadtime <= initdead "
+                f"(got {self.keepalive} < {self.warntime} < {self.deadtime} <= {self.initdead})",
+            )
+        return self
+
+
+_IQN = r"^iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9][a-z0-9.\-]*(:[A-Za-z0-9.\-:_]+)?$"
+
+
+class Target(_Section):
+    kind: Literal["lio", "iet", "tgt"] = "lio"
+    iqn: Annotated[str, Field(pattern=_IQN)] | None = None
+    chap: bool = True
+
+
+class Datastore(_Section):
+    name: str
+
+
+class HostEntry(_Section):
+    """One ESXi host; with `node` it also carries a storage VM."""
+
+    esxi: str
+    datastore: str | None = None
+    node: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")] | None = None
+    iscsi_ip: IPv4 | None = None
+    replication_ip: IPv4 | None = None
+
+    @property
+    def is_storage_node(self) -> bool:
+        return self.node is not None
+
+
+class StorageNode(BaseModel):
+    """A host entry that carries a storage VM, with every key present."""
+
+    model_config = ConfigDict(frozen=True)
+
+    esxi: str
+    datastore: str
+    node: str
+    iscsi_ip: IPv4
+    replication_ip: IPv4
+
+
+class Plan(_Section):
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
+    vsphere: VSphere
+    cluster: Cluster | None = None
+    network: Network
+    storage_vm: StorageVm
+    replication: Replication = Replication()
+    ha: Ha = Ha()
+    target: Target = Target()
+    datastore: Datastore
+    hosts: Annotated[list[HostEntry], Field(min_length=2)]
+
+    _path: Path = PrivateAttr(default=Path("plan.toml"))
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def base_dir(self) -> Path:
+        return self._path.parent
+
+    @property
+    def state_dir(self) -> Path:
+        """Generated secrets and host keys, beside the plan (DESIGN.md)."""
+        return self._path.with_name(self._path.name + ".state")
+
+    @property
+    def storage_nodes(self) -> list[StorageNode]:
+        return [StorageNode(**host.model_dump()) for host in self.hosts if host.node]
+
+    @property
+    def iqn(self) -> str:
+        return self.target.iqn or f"iqn.2011-08.org.vsa-orchestrate:{self.name}.lun0"
+
+    def vm_name(self, node: str) -> str:
+        return f"{self.name}-{node}"
+
+    def resolve_password(self) -> str:
+        return self.vsphere.password.resolve(self.base_dir, "vsphere.password")
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read, parse and validate a plan; raise PlanError listing every issue."""
+    path = Path(path)
+    shown = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        message = err.strerror or str(err)
+        raise PlanError([PlanIssue(file=shown, line=0, key="(file)", message=message)]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        message = f"not valid UTF-8 (byte {err.start}); a plan is a UTF-8 TOML file"
+        raise PlanError([PlanIssue(file=shown, line=line, key="(syntax)", message=message)]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        line = _toml_error_line(str(err), text)
+        issue = PlanIssue(file=shown, line=line, key="(syntax)", message=f"not valid TOML: {err}")
+        raise PlanError([issue]) from None
+    except RecursionError:
+        message = "not valid TOML: values are nested too deeply"
+        raise PlanError([PlanIssue(file=shown, line=1, key="(syntax)", message=message)]) from None
+    lines = key_lines(text)
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as err:
+        issues = [_issue_from_pydantic(shown, lines, error) for error in err.errors()]
+        raise PlanError(issues) from None
+    problems = consistency_problems(plan)
+    if problems:
+        raise PlanError([_issue(shown, lines, loc, message) for loc, message in problems])
+    plan._path = path.resolve()
+    return plan
+
+
+def _toml_error_line(message: str, text: str) -> int:
+    match = re.search(r"line (\d+)", message)
+    if match:
+        return int(match.group(1))
+    return text.count("\n") + 1 if "end of document" in message else 1
+
+
+def _issue(file: str, lines: dict[Loc, int], loc: Loc, message: str) -> PlanIssue:
+    return PlanIssue(file=file, line=line_of(lines, loc), key=dotted(loc), message=message)
+
+
+def _issue_from_pydantic(file: str, lines: dict[Loc, int], error: Any) -> PlanIssue:
+    loc = _clean_loc(error["loc"])
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "plan_rule":
+        loc = (*loc, ctx["key"])
+        message = error["msg"]
+    elif kind == "extra_forbidden":
+        valid = ", ".join(sorted(_model_at(loc[:-1]).model_fields))
+        message = f"unknown key; valid keys here are: {valid}"
+    elif kind == "missing":
+        message = "required key is missing"
+    elif kind == "inline_secret":
+        message = error["msg"]
+    elif kind == "value_error" and isinstance(error.get("input"), dict):
+        # A rule over a whole table: printing the table would not help.
+        message = _strip_prefix(error["msg"])
+    else:
+        message = f"{_strip_prefix(error['msg'])} (got {_short(error.get('input'))})"
+    return _issue(file, lines, loc, message)
+
+
+def _clean_loc(raw: tuple[Any, ...]) -> Loc:
+    """The error location as plan keys, without the type tags pydantic puts after a field
+    of a union type (e.g. 'str', 'constrained-str').
+
+    Tags only follow a leaf field; a name that is not a field of the model it appears in
+    is a key written in the plan (an unknown key) and is kept as written.
+    """
+    loc: list[str | int] = []
+    model: type[BaseModel] | None = Plan
+    for part in raw:
+        if isinstance(part, int):
+            loc.append(part)
+            continue
+        if model is None:
+            continue  # below a leaf field: a union tag
+        loc.append(part)
+        field = model.model_fields.get(part)
+        if field is None:
+            model = None
+            continue
+        model = next(
+            (c for c in _classes_in(field.annotation) if issubclass(c, BaseModel)),
+            None,
+        )
+    return tuple(loc)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _strip_prefix(message: str) -> str:
+    return message.removeprefix("Value error, ")
+
+
+def _model_at(loc: Loc) -> type[BaseModel]:
+    """The model class that a location inside Plan points at."""
+    model: type[BaseModel] = Plan
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[part].annotation
+        for candidate in _classes_in(annotation):
+            if issubclass(candidate, BaseModel):
+                model = candidate
+                break
+    return model
+
+
+def _classes_in(annotation: Any) -> list[type]:
+    if isinstance(annotation, type):
+        return [annotation]
+    found: list[type] = []
+    for arg in getattr(annotation, "__args__", ()):
+        found.extend(_classes_in(arg))
+    return found
+
+
+def consistency_problems(plan: Plan) -> list[tuple[Loc, str]]:
+    """Rules that span several keys; each problem is (location, message)."""
+    problems: list[tuple[Loc, str]] = []
+    problems += _duplicate_names(plan)
+    problems += _storage_node_shape(plan)
+    problems += _addresses(plan)
+    return problems
+
+
+_NODE_KEYS = ("datastore", "node", "iscsi_ip", "replication_ip")
+
+
+def _duplicate_names(plan: Plan) -> list[tuple[Loc, str]]:
+    problems = []
+    for key in ("esxi", "node"):
+        seen: dict[str, int] = {}
+        for index, host in enumerate(plan.hosts):
+            value = getattr(host, key)
+            if value is None:
+                continue
+            if value in seen:
+                message = f"{value!r} is already used by hosts[{seen[value]}]; names must be unique"
+                problems.append((("hosts", index, key), message))
+            seen.setdefault(value, index)
+    return problems
+
+
+def _storage_node_shape(plan: Plan) -> list[tuple[Loc, str]]:
+    problems = []
+    for index, host in enumerate(plan.hosts):
+        given = [key for key in _NODE_KEYS if getattr(host, key) is not None]
+        if given and len(given) != len(_NODE_KEYS):
+            for key in _NODE_KEYS:
+                if key not in given:
+                    message = (
+                        "a storage node needs all of datastore, node, iscsi_ip, replication_ip; "
+                        "a host that only mounts the datastore gives just esxi"
+                    )
+                    problems.append((("hosts", index, key), message))
+    count = sum(1 for host in plan.hosts if host.node)
+    if count != 2:
+        message = (
+            f"found {count} storage node(s); exactly two hosts must carry a node "
+            "(DRBD 8.4 and heartbeat are two-node designs; other hosts give only esxi)"
+        )
+        problems.append((("hosts",), message))
+    return problems
+
+
+def _addresses(plan: Plan) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    net = plan.network
+    iscsi_net = ipaddress.ip_network(f"{net.vip}/{net.iscsi_prefix}", strict=False)
+    # Only complete storage nodes; _storage_node_shape reports the incomplete ones.
+    nodes = [
+        (index, host)
+        for index, host in enumerate(plan.hosts)
+        if all(getattr(host, key) is not None for key in _NODE_KEYS)
+    ]
+    if not nodes:
+        return problems
+    first_replication = nodes[0][1].replication_ip
+    replication_net = ipaddress.ip_network(f"{first_replication}/{net.replication_prefix}", strict=False)
+    owners: dict[IPv4, Loc] = {net.vip: ("network", "vip")}
+    _check_usable(net.vip, iscsi_net, ("network", "vip"), problems)
+    if net.iscsi_gateway is not None:
+        gateway_loc: Loc = ("network", "iscsi_gateway")
+        if net.iscsi_gateway not in iscsi_net:
+            problems.append(
+                (
+                    gateway_loc,
+                    (
+                        f"{net.iscsi_gateway} is outside {iscsi_net} (network.vip and "
+                        "network.iscsi_prefix); use an address in it"
+                    ),
+                )
+            )
+        else:
+            _check_usable(net.iscsi_gateway, iscsi_net, gateway_loc, problems)
+        if net.iscsi_gateway == net.vip:
+            problems.append(
+                (gateway_loc, f"{net.iscsi_gateway} is the VIP; the gateway must be another address")
+            )
+        owners.setdefault(net.iscsi_gateway, gateway_loc)
+    for index, host in nodes:
+        for key, network, prefix_key in (
+            ("iscsi_ip", iscsi_net, "network.iscsi_prefix"),
+            ("replication_ip", replication_net, "network.replication_prefix"),
+        ):
+            address: IPv4 = getattr(host, key)
+            loc: Loc = ("hosts", index, key)
+            if address not in network:
+                problems.append((loc, f"{address} is outside {network} ({prefix_key}); use an address in it"))
+            else:
+                _check_usable(address, network, loc, problems)
+            if address in owners:
+                other = dotted(owners[address])
+                what = "the VIP" if other == "network.vip" else other
+                problems.append((loc, f"{address} is already used by {what}; addresses must be unique"))
+            owners.setdefault(address, loc)
+    if iscsi_net.overlaps(replication_net):
+        problems.append(
+            (
+                ("network", "replication_prefix"),
+                (
+                    f"replication network {replication_net} overlaps the iSCSI network "
+                    f"{iscsi_net}; use a separate subnet for replication"
+                ),
+            )
+        )
+    return problems
+
+
+def _check_usable(
+    address: IPv4,
+    network: ipaddress.IPv4Network,
+    loc: Loc,
+    problems: list[tuple[Loc, str]],
+) -> None:
+    if network.prefixlen < 31 and address in (network.network_address, network.broadcast_address):
+        problems.append((loc, f"{address} is the network or broadcast address of {network}"))

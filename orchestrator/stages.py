@@ -1,0 +1,87 @@
+"""The stages in dependency order, and the context a run shares between them.
+
+A stage has a name, `plan(ctx) -> (changes, problems)` (observe + pure
+diff) and `apply(ctx, change)`. One inventory snapshot serves every vSphere
+stage; ctx.refresh() takes a new one after changes were applied.
+"""
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.changes import Change, Problem
+from orchestrator.identity import NodeIdentity, node_identity, ssh_public_key
+from orchestrator.plan import Plan
+from orchestrator.progress import Reporter
+from orchestrator.state import HostKey, StateDir
+from orchestrator.vsphere import storage_vm_apply, storage_vms
+from orchestrator.vsphere.inventory import Inventory, take_snapshot
+from orchestrator.vsphere.session import Session
+from orchestrator.vsphere.vm_facts import VmFact
+
+STAGE_ORDER = ("vms", "guest", "iscsi", "datastore", "cluster")
+
+
+@dataclass
+class RunContext:
+    plan: Plan
+    session: Session
+    state: StateDir
+    reporter: Reporter
+    allow_destroy: frozenset[str]
+    inventory: Inventory | None = None
+    identities: dict[str, NodeIdentity] = field(default_factory=dict)
+
+    def refresh(self) -> None:
+        plan = self.plan
+        self.inventory = take_snapshot(
+            self.session, plan.vsphere.datacenter, lambda name: storage_vms.wants_vm(plan, name)
+        )
+
+
+class VmsStage:
+    name = "vms"
+
+    def plan(self, ctx: RunContext) -> tuple[list[Change], list[Problem]]:
+        facts = storage_vms.observe(ctx.plan, ctx.inventory)
+        admin_key = ssh_public_key(ctx.plan)
+        for node_facts in facts.nodes:
+            node = node_facts.node
+            key = ctx.state.host_key(node.node, deployed=_deployed_host_key(node_facts.vm))
+            ctx.identities[node.node] = node_identity(ctx.plan, node, key, admin_key)
+            placement = node_facts.placement
+            if storage_vms.needs_folder_listing(ctx.plan, node_facts) and placement.datastore_id:
+                node_facts.folder_files = storage_vm_apply.list_folder(
+                    ctx.session,
+                    ctx.reporter,
+                    placement.datastore_id,
+                    node.datastore,
+                    ctx.plan.vm_name(node.node),
+                )
+        return storage_vms.diff(ctx.plan, facts, ctx.identities, ctx.allow_destroy)
+
+    def apply(self, ctx: RunContext, change: Change) -> None:
+        identity = ctx.identities.get(change.params.get("node", ""))
+        storage_vm_apply.apply(ctx.session, ctx.plan, ctx.inventory, change, identity, ctx.reporter)
+
+
+def _deployed_host_key(vm: VmFact | None) -> HostKey | None:
+    """The host key a VM of ours already carries in its cloud-init userdata.
+
+    When the state folder is lost this keeps the key instead of rotating it.
+    """
+    if vm is None or vm.owner is None:
+        return None
+    encoded = vm.extra.get("guestinfo.userdata")
+    if not encoded:
+        return None
+    try:
+        text = base64.b64decode(encoded).decode()
+        keys: dict[str, Any] = json.loads(text.removeprefix("#cloud-config\n"))["ssh_keys"]
+        return HostKey(keys["ed25519_private"], keys["ed25519_public"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+BUILT_STAGES: dict[str, Any] = {"vms": VmsStage()}
