@@ -131,7 +131,7 @@ def placement_of(inventory: Inventory, node: StorageNode) -> Placement:
 def needs_folder_listing(plan: Plan, facts: NodeFacts) -> bool:
     """True when a planned disk is missing, so we must know if its file survived."""
     vm = facts.vm
-    if vm is None:
+    if vm is None or vm.owner != plan.name:
         return False
     return any(_disk_at(vm, unit) is None for unit in range(len(DISK_ROLES)))
 

@@ -50,6 +50,32 @@ class Site:
         finally:
             view.DestroyView()
 
+    def datastore(self, name: str) -> vim.Datastore:
+        return next(ds for ds in self.content.rootFolder.childEntity[0].datastore if ds.name == name)
+
+    def datastore_files(self, datastore: str, folder: str) -> set[str]:
+        """File names in "[datastore] folder", read through the datastore browser."""
+        ds = self.datastore(datastore)
+        spec = vim.host.DatastoreBrowser.SearchSpec(matchPattern=["*"])
+        task = ds.browser.SearchDatastore_Task(f"[{datastore}] {folder}", spec)
+        wait_task(task)
+        return {item.path for item in task.info.result.file or []}
+
+    def clone_template(self, name: str, host: str, datastore: str) -> vim.VirtualMachine:
+        """A VM made by someone else (no vsa-orchestrate marker)."""
+        template = self.vm(self.info.template)
+        esx = self.host(host)
+        spec = vim.vm.CloneSpec(
+            location=vim.vm.RelocateSpec(
+                host=esx, pool=esx.parent.resourcePool, datastore=self.datastore(datastore)
+            ),
+            powerOn=False,
+            template=False,
+        )
+        task = template.CloneVM_Task(self.content.rootFolder.childEntity[0].vmFolder, name, spec)
+        wait_task(task)
+        return task.info.result
+
     def tasks_since_reset(self) -> dict[str, int]:
         methods = self.info.calls()["methods"]
         return {name: count for name, count in methods.items() if name.endswith("_Task") or name in _MUTATORS}
