@@ -144,3 +144,20 @@ func copySparse(src, dst string, size int64) error {
 	}
 	return out.Truncate(size)
 }
+
+// capacityFromFile gives a disk attached from an existing file (no file
+// operation) the capacity of that file, as ESXi reads it from the VMDK.
+func (vm *VirtualMachine) capacityFromFile(disk *types.VirtualDisk) {
+	b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
+	if !ok || disk.CapacityInKB != 0 || disk.CapacityInBytes != 0 {
+		return
+	}
+	desc, ok := vm.localPath(b.FileName)
+	if !ok {
+		return
+	}
+	if fi, err := os.Stat(flatName(desc)); err == nil {
+		disk.CapacityInBytes = fi.Size()
+		disk.CapacityInKB = fi.Size() / 1024
+	}
+}

@@ -133,6 +133,9 @@ func (vm *VirtualMachine) checkDeviceChanges(spec *types.VirtualMachineConfigSpe
 					return &types.InvalidDeviceSpec{DeviceIndex: int32(i)}
 				}
 			}
+			if dspec.Operation == types.VirtualDeviceConfigSpecOperationAdd && dspec.FileOperation == "" {
+				vm.capacityFromFile(dev)
+			}
 			if err := fixCapacity(dev, old); err != nil {
 				err.DeviceIndex = int32(i)
 				return err

@@ -382,7 +382,7 @@ def vm_edits(
         edits.attrs.append(Attr("memory_mb", vm.memory_mb, settings.memory_mb))
         config["memoryMB"] = settings.memory_mb
     if config and vm.power == "poweredOn":
-        edits.power_cycle = True
+        edits.power_cycle = edits.power_on = True
         edits.note = (
             "CPU/memory change needs a power cycle: the guest is shut down, so heartbeat "
             "moves the storage service to the peer node while this one restarts"

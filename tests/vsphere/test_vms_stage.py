@@ -120,7 +120,7 @@ def test_apply_creates_exactly_the_plan(site: Site, capsys):
         pinned = site.plan.with_name("lab.toml.state") / "hostkeys" / f"{node}_ssh_host_ed25519_key.pub"
         assert cloud_config["ssh_keys"]["ed25519_public"] == pinned.read_text().strip()
         assert (pinned.stat().st_mode & 0o777) == 0o600
-    assert f"Applied 2 change(s)" in capsys.readouterr().out
+    assert "Applied 2 change(s)" in capsys.readouterr().out
 
 
 def test_second_run_changes_nothing_and_runs_no_task(site: Site, capsys):
