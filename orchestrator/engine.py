@@ -90,10 +90,15 @@ def _run(
         changes, problems = _plan_all(ctx, stages)
         payload["changes"] = [change.as_json() for change in changes]
         payload["problems"] = problems_json(problems)
-        if not options.json:
-            render_text(console, changes, problems)
         if problems:
-            raise RunError(f"{len(problems)} problem(s) found; nothing was changed")
+            # The changes are not shown: a refused run must not read as a plan.
+            payload["changes"] = []
+            if not options.json:
+                render_text(console, [], problems)
+                console.print(f"Nothing was changed: {len(problems)} problem(s) to fix first.")
+            return EXIT_ERROR
+        if not options.json:
+            render_text(console, changes, [])
         if not changes:
             if not options.json:
                 console.print("No changes: the site matches the plan.")

@@ -144,7 +144,7 @@ def test_unowned_vm_with_the_planned_name_is_refused_and_untouched(site: Site, c
 
     out = capsys.readouterr().out
     assert "vm vsa-node1: a VM with this name exists but is not ours" in out
-    assert "nothing was changed" in out
+    assert "Nothing was changed: 1 problem(s) to fix first." in out
     assert site.tasks_since_reset() == {}
     assert inventory_state(site) == before
     assert squatter.config.extraConfig is None or all(

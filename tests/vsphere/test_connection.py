@@ -1,0 +1,107 @@
+"""Connection safety and one-line errors: each refuses with exit 1 and changes nothing."""
+
+import socket
+
+import pytest
+
+from tests.vsphere.conftest import Site, vsa
+
+
+def set_plan(site: Site, old: str, new: str) -> None:
+    text = site.plan.read_text()
+    assert old in text
+    site.plan.write_text(text.replace(old, new, 1))
+
+
+def error_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("error:")]
+
+
+def assert_refused(site: Site, capsys, expected: str) -> None:
+    site.info.reset_calls()
+    assert vsa(site.plan, "--yes") == 1
+    out = capsys.readouterr().out
+    errors = error_lines(out)
+    assert len(errors) == 1, out
+    assert expected in errors[0]
+    assert "Traceback" not in out
+    assert site.tasks_since_reset() == {}
+    assert site.vm_names() == ["vsa-appliance"]
+
+
+def test_wrong_thumbprint_is_refused_before_any_login(site: Site, capsys):
+    set_plan(site, site.info.thumbprint, "AB:" * 31 + "AB")
+    site.info.reset_calls()
+
+    assert vsa(site.plan, "--yes") == 1
+
+    out = capsys.readouterr().out
+    assert f"presents a certificate with SHA-256 thumbprint {site.info.thumbprint}" in out
+    assert "refusing to log in" in out
+    assert site.info.calls()["total"] == 0
+
+
+def test_wrong_password_is_one_clear_line(site: Site, capsys):
+    site.plan.with_name("vsphere-password").write_text("not-the-password\n")
+    assert_refused(site, capsys, "rejected user vsa-admin: wrong user name or password")
+    assert "not-the-password" not in (site.plan.with_name("lab.toml.state") / "run.log").read_text()
+
+
+def test_unreachable_server_is_one_clear_line(site: Site, capsys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    set_plan(site, f"port = {site.info.port}", f"port = {free_port}")
+    site.info.reset_calls()
+    assert vsa(site.plan, "--yes") == 1
+    errors = error_lines(capsys.readouterr().out)
+    assert len(errors) == 1
+    assert f"cannot reach vSphere at 127.0.0.1:{free_port}" in errors[0]
+
+
+def test_system_trust_without_pin_refuses_a_self_signed_server(site: Site, capsys):
+    set_plan(site, f'thumbprint = "{site.info.thumbprint}"\n', "")
+    assert_refused(site, capsys, "certificate not trusted")
+
+
+def test_insecure_is_allowed_only_when_asked_and_warns(site: Site, capsys):
+    set_plan(site, f'thumbprint = "{site.info.thumbprint}"', "insecure = true")
+    assert vsa(site.plan, "--dry-run") == 2
+    assert "TLS verification is off" in capsys.readouterr().err
+
+
+def test_unknown_datacenter(site: Site, capsys):
+    set_plan(site, 'datacenter = "DC0"', 'datacenter = "Nowhere"')
+    assert_refused(site, capsys, "datacenter 'Nowhere' not found")
+
+
+def test_unknown_host(site: Site, capsys):
+    set_plan(site, 'esxi = "esx2.lab.local"', 'esxi = "esx9.lab.local"')
+    assert_refused(site, capsys, "ESXi host 'esx9.lab.local' not found in datacenter 'DC0'")
+
+
+def test_unknown_datastore(site: Site, capsys):
+    set_plan(site, 'datastore = "esx2-local"', 'datastore = "esx1-local"')
+    assert_refused(site, capsys, "host esx2.lab.local has no datastore named 'esx1-local'")
+
+
+def test_missing_portgroup(site: Site, capsys):
+    set_plan(site, 'replication_portgroup = "VSA-Replication"', 'replication_portgroup = "VSA-Repl"')
+    site.info.reset_calls()
+    assert vsa(site.plan, "--yes") == 1
+    out = capsys.readouterr().out
+    assert "has no portgroup 'VSA-Repl'" in out
+    assert site.tasks_since_reset() == {}
+
+
+def test_password_from_unset_environment_variable(site: Site, capsys):
+    set_plan(site, 'password = { file = "vsphere-password" }', 'password = { env = "VSA_TEST_UNSET_PW" }')
+    assert_refused(site, capsys, "environment variable VSA_TEST_UNSET_PW is not set")
+
+
+@pytest.mark.parametrize("flag", ["--check"])
+def test_check_validates_without_connecting(site: Site, capsys, flag: str):
+    site.info.reset_calls()
+    assert vsa(site.plan, flag) == 0
+    assert "is valid" in capsys.readouterr().out
+    assert site.info.calls()["total"] == 0
