@@ -1,14 +1,11 @@
 """Shared helpers for the plan tests: the example plan and a way to write variants of it."""
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 EXAMPLE_PLAN = ROOT / "plans" / "two-node.toml"
 
