@@ -10,7 +10,6 @@ Exit 0 with the figures printed (targets are reported, not enforced); 1 if a run
 
 import contextlib
 import io
-import logging
 import statistics
 import sys
 import tempfile
@@ -60,20 +59,10 @@ class Result:
 def quiet_main(argv: list[str], expected: int) -> float:
     """Run the CLI in-process with its output swallowed; return wall seconds."""
     out, err = io.StringIO(), io.StringIO()
-    root = logging.getLogger()
-    handlers = list(root.handlers)
     began = time.perf_counter()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(argv)
-        seconds = time.perf_counter() - began
-    finally:
-        # main() adds a run-log FileHandler to the root logger on every call; drop it so
-        # repeated in-process runs do not write each record once per earlier run.
-        for handler in root.handlers[:]:
-            if handler not in handlers:
-                root.removeHandler(handler)
-                handler.close()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    seconds = time.perf_counter() - began
     if code != expected:
         tail = (out.getvalue() + err.getvalue()).strip().splitlines()[-10:]
         raise BenchError(f"{' '.join(argv)} returned {code}, expected {expected}:\n" + "\n".join(tail))

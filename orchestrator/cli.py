@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from orchestrator.engine import EXIT_ERROR, EXIT_OK, Options, run
-from orchestrator.logs import REDACTOR, open_log
+from orchestrator.logs import REDACTOR, close_log, open_log
 from orchestrator.output import error_line, make_console, warning_line
 from orchestrator.plan import PlanError, load_plan
 from orchestrator.stages import STAGE_ORDER
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         console.print(f"{args.plan}: plan {plan.name!r} is valid ({len(plan.hosts)} hosts, 2 storage nodes)")
         return EXIT_OK
-    open_log(args.log or plan.state_dir / "run.log")
+    log_handler = open_log(args.log or plan.state_dir / "run.log")
     if plan.vsphere.insecure:
         errors.print(
             warning_line(
@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         only=args.only,
         allow_destroy=frozenset(node for value in args.allow_destroy for node in value.split(",") if node),
     )
-    return run(plan, options, console, errors, REDACTOR)
+    try:
+        return run(plan, options, console, errors, REDACTOR)
+    finally:
+        close_log(log_handler)
 
 
 if __name__ == "__main__":

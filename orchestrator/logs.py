@@ -29,8 +29,8 @@ class Redactor(logging.Filter):
 REDACTOR = Redactor()
 
 
-def open_log(path: Path) -> None:
-    """Log to `path` (created 0600; its folder 0700)."""
+def open_log(path: Path) -> logging.Handler:
+    """Log to `path` (created 0600; its folder 0700); close_log(handler) when done."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     handler = logging.FileHandler(path)
@@ -41,3 +41,9 @@ def open_log(path: Path) -> None:
     root.setLevel(logging.INFO)
     for noisy in ("paramiko", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return handler
+
+
+def close_log(handler: logging.Handler) -> None:
+    logging.getLogger().removeHandler(handler)
+    handler.close()

@@ -36,7 +36,7 @@ class RunContext:
     def refresh(self) -> None:
         plan = self.plan
         self.inventory = take_snapshot(
-            self.session, plan.vsphere.datacenter, lambda name: storage_vms.wants_vm(plan, name)
+            self.session, plan.vsphere.datacenter, storage_vms.vm_folder(plan), storage_vms.vm_paths(plan)
         )
 
 

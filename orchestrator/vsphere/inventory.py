@@ -1,13 +1,13 @@
-"""One snapshot of the datacenter, in a fixed number of PropertyCollector calls.
+"""One snapshot of the datacenter, in a fixed number of calls.
 
-Calls per snapshot, whatever the inventory size: FindByInventoryPath (the
-datacenter), CreateContainerView, RetrievePropertiesEx (every host, compute
-resource, datastore, network, and every VM's name only), RetrievePropertiesEx
-(full properties of the few VMs the plan names), DestroyView. A server that
-pages results adds ContinueRetrievePropertiesEx calls.
+Calls per snapshot, whatever the inventory size: FindByInventoryPath for the
+datacenter, our VM folder and each VM path asked for (the template);
+CreateContainerView; one RetrievePropertiesEx (every host, compute resource,
+pool, datastore and network through the view, plus full details of the VMs in
+our folder and at the given paths); DestroyView. A server that pages results
+adds ContinueRetrievePropertiesEx calls. Unrelated VMs are never read.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,6 @@ INVENTORY_PROPERTIES: dict[type, list[str]] = {
     vim.Datastore: ["name", "host", "summary.multipleHostAccess", "summary.accessible"],
     vim.Network: ["name"],
     vim.ResourcePool: ["owner"],
-    vim.VirtualMachine: ["name"],
 }
 
 VM_DETAIL_PROPERTIES = [
@@ -72,7 +71,10 @@ class Obj:
 @dataclass
 class Inventory:
     datacenter: Any
-    vm_folder: Any
+    root_vm_folder: Any
+    vm_folder: Any | None  # the folder our VMs live in; None until created
+    folder_vm_ids: list[str] = field(default_factory=list)
+    path_vm_ids: dict[str, str] = field(default_factory=dict)  # inventory path -> VM id
     objects: dict[str, Obj] = field(default_factory=dict)
 
     def of_type(self, kind: type) -> list[Obj]:
@@ -84,36 +86,70 @@ class Inventory:
     def by_ref(self, ref: Any) -> Obj | None:
         return self.objects.get(ref._moId) if ref is not None else None
 
+    def folder_vms(self) -> list[Obj]:
+        return [self.objects[vm_id] for vm_id in self.folder_vm_ids if vm_id in self.objects]
 
-def take_snapshot(session: Session, datacenter: str, want_vm: Callable[[str], bool]) -> Inventory:
-    """Read the datacenter's inventory, and full details of the VMs whose name is wanted."""
+    def vm_at(self, path: str) -> Obj | None:
+        vm_id = self.path_vm_ids.get(path)
+        return self.objects.get(vm_id) if vm_id else None
+
+
+def take_snapshot(session: Session, datacenter: str, vm_folder: str, vm_paths: list[str]) -> Inventory:
+    """Read the datacenter's hosts, datastores and networks, and full details of
+    the VMs in `vm_folder` and at `vm_paths` (both relative to the datacenter's
+    VM folder). Other VMs are never read, so the cost does not grow with them."""
     content = session.content
     dc = _find_datacenter(content, datacenter)
+    folder = _find_path(content, f"{datacenter}/vm/{vm_folder}", vim.Folder)
+    vms = {path: _find_path(content, f"{datacenter}/vm/{path}", vim.VirtualMachine) for path in vm_paths}
     view = _create_view(content, dc)
     try:
-        view_spec = PC.ObjectSpec(
-            obj=view,
-            skip=True,
-            selectSet=[PC.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)],
-        )
-        dc_spec = PC.ObjectSpec(obj=dc, skip=False)
+        object_specs = [
+            PC.ObjectSpec(
+                obj=view,
+                skip=True,
+                selectSet=[
+                    PC.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)
+                ],
+            ),
+            PC.ObjectSpec(obj=dc, skip=False),
+            *(PC.ObjectSpec(obj=vm, skip=False) for vm in vms.values() if vm is not None),
+        ]
+        if folder is not None:
+            children = PC.TraversalSpec(name="children", path="childEntity", skip=False, type=vim.Folder)
+            object_specs.append(PC.ObjectSpec(obj=folder, skip=False, selectSet=[children]))
         prop_specs = [
             PC.PropertySpec(type=kind, pathSet=paths) for kind, paths in INVENTORY_PROPERTIES.items()
         ]
-        prop_specs.append(PC.PropertySpec(type=vim.Datacenter, pathSet=["name", "vmFolder"]))
-        found = _retrieve(content, PC.FilterSpec(objectSet=[view_spec, dc_spec], propSet=prop_specs))
+        prop_specs += [
+            PC.PropertySpec(type=vim.Datacenter, pathSet=["name", "vmFolder"]),
+            PC.PropertySpec(type=vim.Folder, pathSet=["name", "childEntity"]),
+            PC.PropertySpec(type=vim.VirtualMachine, pathSet=VM_DETAIL_PROPERTIES),
+        ]
+        found = _retrieve(content, PC.FilterSpec(objectSet=object_specs, propSet=prop_specs))
     finally:
         _destroy_view(view)
     dc_obj = found.pop(dc._moId)
-    inventory = Inventory(datacenter=dc, vm_folder=dc_obj.get("vmFolder"), objects=found)
-    details = [obj.ref for obj in inventory.of_type(vim.VirtualMachine) if want_vm(obj.name)]
-    if details:
-        spec = PC.FilterSpec(
-            objectSet=[PC.ObjectSpec(obj=ref, skip=False) for ref in details],
-            propSet=[PC.PropertySpec(type=vim.VirtualMachine, pathSet=VM_DETAIL_PROPERTIES)],
-        )
-        inventory.objects.update(_retrieve(content, spec))
-    return inventory
+    folder_obj = found.pop(folder._moId) if folder is not None else None
+    children_ids = [child._moId for child in (folder_obj.get("childEntity") if folder_obj else None) or []]
+    return Inventory(
+        datacenter=dc,
+        root_vm_folder=dc_obj.get("vmFolder"),
+        vm_folder=folder,
+        folder_vm_ids=[
+            child
+            for child in children_ids
+            if isinstance(found.get(child, Obj(None, {})).ref, vim.VirtualMachine)
+        ],
+        path_vm_ids={path: vm._moId for path, vm in vms.items() if vm is not None},
+        objects=found,
+    )
+
+
+@transient_retry
+def _find_path(content: vim.ServiceContent, path: str, kind: type) -> Any | None:
+    found = content.searchIndex.FindByInventoryPath(path)
+    return found if isinstance(found, kind) else None
 
 
 @transient_retry
@@ -135,7 +171,6 @@ def _create_view(content: vim.ServiceContent, dc: Any) -> Any:
         vim.ResourcePool,
         vim.Datastore,
         vim.Network,
-        vim.VirtualMachine,
     ]
     return content.viewManager.CreateContainerView(dc, kinds, True)
 

@@ -94,9 +94,26 @@ def _clone(
         ),
     )
     name = plan.vm_name(params["node"])
-    return run_task(
-        reporter, f"clone {resource}", lambda: template.CloneVM_Task(inventory.vm_folder, name, spec)
-    )
+    if inventory.vm_folder is None:
+        inventory.vm_folder = _ensure_folder(session, inventory.root_vm_folder, storage_vms.vm_folder(plan))
+    folder = inventory.vm_folder
+    return run_task(reporter, f"clone {resource}", lambda: template.CloneVM_Task(folder, name, spec))
+
+
+def _ensure_folder(session: Session, root: Any, path: str) -> Any:
+    """Find or create each folder of `path` under the datacenter's VM folder."""
+    parent = root
+    for part in path.split("/"):
+        child = session.content.searchIndex.FindChild(parent, part)
+        if child is None:
+            try:
+                child = parent.CreateFolder(part)
+            except vim.fault.DuplicateName:
+                child = session.content.searchIndex.FindChild(parent, part)
+        if not isinstance(child, vim.Folder):
+            raise VSphereError(f"{part!r} under the VM folder exists but is not a folder; rename it")
+        parent = child
+    return parent
 
 
 def _edits_for_new_vm(

@@ -54,43 +54,39 @@ class NodeFacts:
 @dataclass
 class VmsFacts:
     nodes: list[NodeFacts]
+    folder_exists: bool
     template: VmFact | None
     orphans: list[VmFact]
-    pool_owner: dict[str, str] = field(default_factory=dict)  # pool id -> compute resource id
 
 
-def wants_vm(plan: Plan, name: str) -> bool:
-    """The VMs whose details the snapshot must read for this stage."""
-    return name.startswith(f"{plan.name}-") or name == plan.storage_vm.source.template
+def vm_folder(plan: Plan) -> str:
+    """Our VMs live in their own folder, so observing never reads unrelated VMs."""
+    return f"vsa-orchestrate/{plan.name}"
+
+
+def vm_paths(plan: Plan) -> list[str]:
+    """Other VMs the stage reads: the source template (an inventory path)."""
+    return [plan.storage_vm.source.template] if plan.storage_vm.source.template else []
 
 
 def observe(plan: Plan, inventory: Inventory) -> VmsFacts:
     """Facts from the snapshot alone; see needs_folder_listing for the rest."""
-    vms = {obj.name: obj for obj in inventory.of_type(vim.VirtualMachine)}
+    vms = {obj.name: obj for obj in inventory.folder_vms()}
     nodes = []
     for node in plan.storage_nodes:
         obj = vms.get(plan.vm_name(node.node))
-        fact = vm_fact(obj, inventory) if obj is not None and "config.extraConfig" in obj.props else None
+        fact = vm_fact(obj, inventory) if obj is not None else None
         nodes.append(NodeFacts(node=node, placement=placement_of(inventory, node), vm=fact))
     planned = {plan.vm_name(node.node) for node in plan.storage_nodes}
-    orphans = [
-        vm_fact(obj, inventory)
-        for name, obj in vms.items()
-        if name not in planned and "config.extraConfig" in obj.props
-    ]
-    template_obj = vms.get(plan.storage_vm.source.template or "")
-    template = (
-        vm_fact(template_obj, inventory) if template_obj and "config.template" in template_obj.props else None
+    orphans = [vm_fact(obj, inventory) for name, obj in vms.items() if name not in planned]
+    template = next(
+        (vm_fact(obj, inventory) for path in vm_paths(plan) if (obj := inventory.vm_at(path))), None
     )
     return VmsFacts(
         nodes=nodes,
+        folder_exists=inventory.vm_folder is not None,
         template=template,
         orphans=[vm for vm in orphans if vm.owner == plan.name],
-        pool_owner={
-            obj.id: obj.get("owner")._moId
-            for obj in inventory.of_type(vim.ResourcePool)
-            if obj.get("owner") is not None
-        },
     )
 
 
@@ -251,12 +247,13 @@ def diff_node(
                 action="create",
                 resource=resource,
                 attrs=[
+                    Attr("folder", None, vm_folder(plan)),
                     Attr("host", None, node.esxi),
                     Attr("datastore", None, node.datastore),
                     Attr("source", None, f"template {plan.storage_vm.source.template}"),
                     *edits.attrs,
                 ],
-                steps=["clone", "reconfigure", "power_on"],
+                steps=[*([] if site.folder_exists else ["folder"]), "clone", "reconfigure", "power_on"],
                 params={"node": node.node, "template": base.id, **edits.params},
             ),
             [],

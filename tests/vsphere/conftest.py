@@ -32,7 +32,20 @@ class Site:
         return self.sim.info
 
     def vm(self, name: str) -> vim.VirtualMachine | None:
-        return self.content.searchIndex.FindByInventoryPath(f"{self.info.datacenter}/vm/{name}")
+        view = self.content.viewManager.CreateContainerView(
+            self.content.rootFolder, [vim.VirtualMachine], True
+        )
+        try:
+            return next((vm for vm in view.view if vm.name == name), None)
+        finally:
+            view.DestroyView()
+
+    def vm_folder(self, path: str) -> vim.Folder:
+        """The VM folder at `path` under the datacenter, created if missing."""
+        folder = self.content.rootFolder.childEntity[0].vmFolder
+        for part in path.split("/"):
+            folder = self.content.searchIndex.FindChild(folder, part) or folder.CreateFolder(part)
+        return folder
 
     def host(self, name: str) -> vim.HostSystem:
         view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [vim.HostSystem], True)
@@ -61,7 +74,7 @@ class Site:
         wait_task(task)
         return {item.path for item in task.info.result.file or []}
 
-    def clone_template(self, name: str, host: str, datastore: str) -> vim.VirtualMachine:
+    def clone_template(self, name: str, host: str, datastore: str, folder: str) -> vim.VirtualMachine:
         """A VM made by someone else (no vsa-orchestrate marker)."""
         template = self.vm(self.info.template)
         esx = self.host(host)
@@ -72,7 +85,7 @@ class Site:
             powerOn=False,
             template=False,
         )
-        task = template.CloneVM_Task(self.content.rootFolder.childEntity[0].vmFolder, name, spec)
+        task = template.CloneVM_Task(self.vm_folder(folder), name, spec)
         wait_task(task)
         return task.info.result
 

@@ -79,6 +79,7 @@ def test_apply_creates_exactly_the_plan(site: Site, capsys):
     for node, (host, datastore) in NODES.items():
         vm = site.vm(f"vsa-{node}")
         assert vm.runtime.host.name == host
+        assert (vm.parent.parent.name, vm.parent.name) == ("vsa-orchestrate", "vsa")
         assert vm.runtime.powerState == "poweredOn"
         assert vm.resourcePool == vm.runtime.host.parent.resourcePool
         assert (vm.config.hardware.numCPU, vm.config.hardware.memoryMB) == (1, 1024)
@@ -136,7 +137,7 @@ def test_second_run_changes_nothing_and_runs_no_task(site: Site, capsys):
 
 
 def test_unowned_vm_with_the_planned_name_is_refused_and_untouched(site: Site, capsys):
-    squatter = site.clone_template("vsa-node1", "esx1.lab.local", "esx1-local")
+    squatter = site.clone_template("vsa-node1", "esx1.lab.local", "esx1-local", "vsa-orchestrate/vsa")
     before = inventory_state(site)
     site.info.reset_calls()
 
@@ -156,3 +157,15 @@ def test_without_terminal_and_without_yes_it_refuses(site: Site, capsys):
     assert vsa(site.plan) == 1
     assert "no terminal" in capsys.readouterr().out
     assert site.vm_names() == ["vsa-appliance"]
+
+
+def test_same_named_vm_outside_our_folder_is_left_alone(site: Site, capsys):
+    other = site.clone_template("vsa-node2", "esx3.lab.local", "esx3-local", "someone-else")
+    other_before = [row for row in inventory_state(site) if row[0] == "vsa-node2"]
+
+    assert vsa(site.plan, "--yes") == 0
+
+    assert other.runtime.host.name == "esx3.lab.local"
+    assert other.parent.name == "someone-else"
+    ours = [row for row in inventory_state(site) if row[0] == "vsa-node2"]
+    assert len(ours) == 2 and other_before[0] in ours
