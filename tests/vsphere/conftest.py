@@ -89,6 +89,12 @@ class Site:
         wait_task(task)
         return task.info.result
 
+    def edit_plan(self, old: str, new: str) -> None:
+        """Change the plan file the way a user would edit it."""
+        text = self.plan.read_text()
+        assert old in text
+        self.plan.write_text(text.replace(old, new, 1))
+
     def tasks_since_reset(self) -> dict[str, int]:
         methods = self.info.calls()["methods"]
         return {name: count for name, count in methods.items() if name.endswith("_Task") or name in _MUTATORS}

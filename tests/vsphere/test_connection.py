@@ -7,12 +7,6 @@ import pytest
 from tests.vsphere.conftest import Site, vsa
 
 
-def set_plan(site: Site, old: str, new: str) -> None:
-    text = site.plan.read_text()
-    assert old in text
-    site.plan.write_text(text.replace(old, new, 1))
-
-
 def error_lines(out: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith("error:")]
 
@@ -30,7 +24,7 @@ def assert_refused(site: Site, capsys, expected: str) -> None:
 
 
 def test_wrong_thumbprint_is_refused_before_any_login(site: Site, capsys):
-    set_plan(site, site.info.thumbprint, "AB:" * 31 + "AB")
+    site.edit_plan(site.info.thumbprint, "AB:" * 31 + "AB")
     site.info.reset_calls()
 
     assert vsa(site.plan, "--yes") == 1
@@ -51,7 +45,7 @@ def test_unreachable_server_is_one_clear_line(site: Site, capsys):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]
-    set_plan(site, f"port = {site.info.port}", f"port = {free_port}")
+    site.edit_plan(f"port = {site.info.port}", f"port = {free_port}")
     site.info.reset_calls()
     assert vsa(site.plan, "--yes") == 1
     errors = error_lines(capsys.readouterr().out)
@@ -60,33 +54,33 @@ def test_unreachable_server_is_one_clear_line(site: Site, capsys):
 
 
 def test_system_trust_without_pin_refuses_a_self_signed_server(site: Site, capsys):
-    set_plan(site, f'thumbprint = "{site.info.thumbprint}"\n', "")
+    site.edit_plan(f'thumbprint = "{site.info.thumbprint}"\n', "")
     assert_refused(site, capsys, "certificate not trusted")
 
 
 def test_insecure_is_allowed_only_when_asked_and_warns(site: Site, capsys):
-    set_plan(site, f'thumbprint = "{site.info.thumbprint}"', "insecure = true")
+    site.edit_plan(f'thumbprint = "{site.info.thumbprint}"', "insecure = true")
     assert vsa(site.plan, "--dry-run") == 2
     assert "TLS verification is off" in capsys.readouterr().err
 
 
 def test_unknown_datacenter(site: Site, capsys):
-    set_plan(site, 'datacenter = "DC0"', 'datacenter = "Nowhere"')
+    site.edit_plan('datacenter = "DC0"', 'datacenter = "Nowhere"')
     assert_refused(site, capsys, "datacenter 'Nowhere' not found")
 
 
 def test_unknown_host(site: Site, capsys):
-    set_plan(site, 'esxi = "esx2.lab.local"', 'esxi = "esx9.lab.local"')
+    site.edit_plan('esxi = "esx2.lab.local"', 'esxi = "esx9.lab.local"')
     assert_refused(site, capsys, "ESXi host 'esx9.lab.local' not found in datacenter 'DC0'")
 
 
 def test_unknown_datastore(site: Site, capsys):
-    set_plan(site, 'datastore = "esx2-local"', 'datastore = "esx1-local"')
+    site.edit_plan('datastore = "esx2-local"', 'datastore = "esx1-local"')
     assert_refused(site, capsys, "host esx2.lab.local has no datastore named 'esx1-local'")
 
 
 def test_missing_portgroup(site: Site, capsys):
-    set_plan(site, 'replication_portgroup = "VSA-Replication"', 'replication_portgroup = "VSA-Repl"')
+    site.edit_plan('replication_portgroup = "VSA-Replication"', 'replication_portgroup = "VSA-Repl"')
     site.info.reset_calls()
     assert vsa(site.plan, "--yes") == 1
     out = capsys.readouterr().out
@@ -95,7 +89,7 @@ def test_missing_portgroup(site: Site, capsys):
 
 
 def test_password_from_unset_environment_variable(site: Site, capsys):
-    set_plan(site, 'password = { file = "vsphere-password" }', 'password = { env = "VSA_TEST_UNSET_PW" }')
+    site.edit_plan('password = { file = "vsphere-password" }', 'password = { env = "VSA_TEST_UNSET_PW" }')
     assert_refused(site, capsys, "environment variable VSA_TEST_UNSET_PW is not set")
 
 

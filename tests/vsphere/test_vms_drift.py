@@ -136,14 +136,8 @@ def test_deleted_disk_is_recreated(deployed: Site, capsys):
     assert "vsa-node1_config.vmdk" in deployed.datastore_files("esx1-local", "vsa-node1")
 
 
-def set_plan(site: Site, old: str, new: str) -> None:
-    text = site.plan.read_text()
-    assert old in text
-    site.plan.write_text(text.replace(old, new))
-
-
 def test_growing_the_data_disk_extends_it(deployed: Site, capsys):
-    set_plan(deployed, "data_disk_gb = 4", "data_disk_gb = 6")
+    deployed.edit_plan("data_disk_gb = 4", "data_disk_gb = 6")
 
     shown = heal(deployed, capsys)
 
@@ -152,7 +146,7 @@ def test_growing_the_data_disk_extends_it(deployed: Site, capsys):
 
 
 def test_shrinking_the_data_disk_is_refused_unless_the_node_is_named(deployed: Site, capsys):
-    set_plan(deployed, "data_disk_gb = 4", "data_disk_gb = 2")
+    deployed.edit_plan("data_disk_gb = 4", "data_disk_gb = 2")
     deployed.info.reset_calls()
 
     assert vsa(deployed.plan, "--yes") == 1
@@ -168,7 +162,7 @@ def test_shrinking_the_data_disk_is_refused_unless_the_node_is_named(deployed: S
 
 
 def test_a_node_removed_from_the_plan_is_kept_unless_named(deployed: Site, capsys):
-    set_plan(deployed, 'node = "node2"', 'node = "node3"')
+    deployed.edit_plan('node = "node2"', 'node = "node3"')
 
     assert vsa(deployed.plan, "--yes") == 1
 
