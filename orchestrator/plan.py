@@ -211,6 +211,22 @@ class Target(_Section):
     chap: bool = True
 
 
+# Seconds a takeover needs after heartbeat declares the peer dead: DRBD promote,
+# config filesystem mount, VIP and target start.
+TAKEOVER_S = 10
+
+
+class Initiator(_Section):
+    """ESXi software iSCSI timeouts on our target (ESXi's ranges). Unset
+    recovery_timeout derives from ha.deadtime, so a failover completes before
+    ESXi declares the path dead, and far inside its 140 s all-paths-down timeout."""
+
+    recovery_timeout: Annotated[int, Field(ge=1, le=120)] | None = None
+    noop_out_interval: Annotated[int, Field(ge=1, le=60)] = 5
+    noop_out_timeout: Annotated[int, Field(ge=10, le=30)] = 10
+    login_timeout: Annotated[int, Field(ge=1, le=60)] = 5
+
+
 class Datastore(_Section):
     name: str
 
@@ -250,6 +266,7 @@ class Plan(_Section):
     replication: Replication = Replication()
     ha: Ha = Ha()
     target: Target = Target()
+    initiator: Initiator = Initiator()
     datastore: Datastore
     hosts: Annotated[list[HostEntry], Field(min_length=2)]
 
@@ -275,6 +292,15 @@ class Plan(_Section):
     @property
     def iqn(self) -> str:
         return self.target.iqn or f"iqn.2011-08.org.vsa-orchestrate:{self.name}.lun0"
+
+    @property
+    def failover_s(self) -> int:
+        """Worst-case seconds from a node's death to the LUN served again."""
+        return self.ha.deadtime + TAKEOVER_S
+
+    @property
+    def recovery_timeout(self) -> int:
+        return self.initiator.recovery_timeout or min(120, self.failover_s + 10)
 
     def vm_name(self, node: str) -> str:
         return f"{self.name}-{node}"
@@ -416,12 +442,27 @@ def consistency_problems(plan: Plan) -> list[tuple[Loc, str]]:
     """Rules that span several keys; each problem is (location, message)."""
     problems: list[tuple[Loc, str]] = []
     problems += _duplicate_names(plan)
+    problems += _initiator_timeouts(plan)
     problems += _storage_node_shape(plan)
     problems += _addresses(plan)
     return problems
 
 
 _NODE_KEYS = ("datastore", "node", "iscsi_ip", "replication_ip")
+
+
+def _initiator_timeouts(plan: Plan) -> list[tuple[Loc, str]]:
+    if plan.recovery_timeout > plan.failover_s:
+        return []
+    loc: Loc = ("initiator", "recovery_timeout") if plan.initiator.recovery_timeout else ("ha", "deadtime")
+    return [
+        (
+            loc,
+            f"ESXi would declare the path dead after {plan.recovery_timeout} s, before a failover "
+            f"completes (ha.deadtime {plan.ha.deadtime} s + {TAKEOVER_S} s takeover = {plan.failover_s} s); "
+            f"set initiator.recovery_timeout above {plan.failover_s} (at most 120) or lower ha.deadtime",
+        )
+    ]
 
 
 def _duplicate_names(plan: Plan) -> list[tuple[Loc, str]]:

@@ -706,3 +706,27 @@ def test_environment_is_untouched_by_loading(plan_text, write_plan):
     before = dict(os.environ)
     load_plan(write_plan(plan_text))
     assert dict(os.environ) == before
+
+
+def test_initiator_recovery_timeout_derives_from_deadtime(plan_text, write_plan):
+    plan = load_plan(write_plan(plan_text))
+    assert (plan.failover_s, plan.recovery_timeout) == (20, 30)
+    assert (plan.initiator.noop_out_interval, plan.initiator.noop_out_timeout) == (5, 10)
+
+
+def test_initiator_recovery_timeout_shorter_than_a_failover_is_refused(plan_text, write_plan):
+    text = plan_text + "\n[initiator]\nrecovery_timeout = 15\n"
+    with pytest.raises(PlanError) as caught:
+        load_plan(write_plan(text))
+    [issue] = caught.value.issues
+    assert issue.key == "initiator.recovery_timeout"
+    assert issue.line == text.splitlines().index("recovery_timeout = 15") + 1
+    assert "before a failover completes" in issue.message and "above 20" in issue.message
+
+
+def test_deadtime_too_long_for_esxi_path_recovery_is_refused(plan_text, write_plan):
+    text = plan_text.replace("deadtime = 10", "deadtime = 115").replace("initdead = 60", "initdead = 230")
+    with pytest.raises(PlanError) as caught:
+        load_plan(write_plan(text))
+    [issue] = caught.value.issues
+    assert issue.key == "ha.deadtime"
