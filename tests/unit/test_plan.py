@@ -715,12 +715,14 @@ def test_initiator_recovery_timeout_derives_from_deadtime(plan_text, write_plan)
 
 
 def test_initiator_recovery_timeout_shorter_than_a_failover_is_refused(plan_text, write_plan):
-    text = plan_text + "\n[initiator]\nrecovery_timeout = 15\n"
+    text = plan_text.replace("# recovery_timeout = 30", "recovery_timeout = 15")
     with pytest.raises(PlanError) as caught:
         load_plan(write_plan(text))
     [issue] = caught.value.issues
     assert issue.key == "initiator.recovery_timeout"
-    assert issue.line == text.splitlines().index("recovery_timeout = 15") + 1
+    assert issue.line == next(
+        n for n, line in enumerate(text.splitlines(), 1) if line.startswith("recovery_timeout")
+    )
     assert "before a failover completes" in issue.message and "above 20" in issue.message
 
 
