@@ -174,8 +174,8 @@ func (vm *VirtualMachine) placement(loc *types.VirtualMachineRelocateSpec) (*sim
 	if !ok {
 		return nil, pool, nil, &types.ManagedObjectNotFound{Obj: *hostRef}
 	}
-	hostCR, ok := simulator.Map.Get(*host.Parent).(*mo.ComputeResource)
-	if !ok {
+	hostCR := computeResource(*host.Parent) // standalone or cluster
+	if hostCR == nil {
 		return nil, pool, nil, &types.NotSupported{}
 	}
 
@@ -218,8 +218,7 @@ func poolOwner(ref types.ManagedObjectReference) *mo.ComputeResource {
 	if !ok {
 		return nil
 	}
-	cr, _ := simulator.Map.Get(pool.Owner).(*mo.ComputeResource)
-	return cr
+	return computeResource(pool.Owner)
 }
 
 func findChildByName(folder types.ManagedObjectReference, name string) mo.Entity {

@@ -43,6 +43,8 @@ type simInfo struct {
 	Hosts      []hostInfo `json:"hosts"`
 	Portgroups []string   `json:"portgroups"`
 	Template   string     `json:"template"`
+	// SharedDatastore is an NFS datastore mounted on every host.
+	SharedDatastore string `json:"shared_datastore"`
 }
 
 type hostInfo struct {
@@ -121,7 +123,7 @@ func run(cfg config) error {
 	// NewServer starts serving at once and offers no middleware hook. Nobody
 	// knows the port until sim.json is written, so swapping the handler here
 	// cannot race with a request.
-	srv.Config.Handler = calls.wrap(srv.Config.Handler)
+	srv.Config.Handler = calls.wrap(proxyWrap(srv.Config.Handler))
 	defer srv.Close()
 
 	ctl, err := startControl("127.0.0.1:0", calls)
@@ -129,6 +131,7 @@ func run(cfg config) error {
 		return err
 	}
 	defer ctl.Close()
+	registerPortalRoutes(ctl)
 
 	addr := srv.Listener.Addr().(*net.TCPAddr)
 	info := simInfo{
@@ -143,6 +146,8 @@ func run(cfg config) error {
 		Hosts:      topo.hosts,
 		Portgroups: topo.portgroups,
 		Template:   topo.template,
+
+		SharedDatastore: topo.shared,
 	}
 	if err := writeInfo(cfg.stateDir, info); err != nil {
 		return err

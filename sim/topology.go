@@ -27,6 +27,7 @@ type topology struct {
 	hosts      []hostInfo
 	portgroups []string
 	template   string
+	shared     string
 }
 
 type labHost struct {
@@ -49,7 +50,7 @@ func buildTopology(ctx context.Context, c *vim25.Client, cfg config) (*topology,
 		return nil, err
 	}
 
-	// Datastore contents do not survive a restart; stale VM directories
+	// Datastore contents (and the VMFS LUN model) do not survive a restart; stale VM directories
 	// would make vcsim rename new ones ("name (0)").
 	dsRoot := filepath.Join(cfg.stateDir, "datastores")
 	if err := os.RemoveAll(dsRoot); err != nil {
@@ -65,6 +66,16 @@ func buildTopology(ctx context.Context, c *vim25.Client, cfg config) (*topology,
 		}
 		hosts = append(hosts, h)
 		topo.hosts = append(topo.hosts, hostInfo{Name: name, Datastore: h.ds})
+	}
+
+	storage.dsRoot = dsRoot
+	for _, h := range hosts {
+		if err := installStorage(simulator.Map.Get(h.host.Reference()).(*simulator.HostSystem)); err != nil {
+			return nil, fmt.Errorf("%s storage: %w", h.host.Reference().Value, err)
+		}
+	}
+	if topo.shared, err = addSharedDatastore(ctx, hosts, dsRoot); err != nil {
+		return nil, fmt.Errorf("shared datastore: %w", err)
 	}
 
 	if err := addTemplate(ctx, folders, hosts[0]); err != nil {

@@ -40,6 +40,7 @@ class SimInfo:
     hosts: list[dict[str, str]]
     portgroups: list[str]
     template: str
+    shared_datastore: str
 
     @classmethod
     def from_json(cls, text: str) -> "SimInfo":
