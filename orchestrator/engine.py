@@ -85,7 +85,12 @@ def _run(
     session = connect(plan, password)
     try:
         ctx = RunContext(
-            plan=plan, session=session, state=state, reporter=reporter, allow_destroy=options.allow_destroy
+            plan=plan,
+            session=session,
+            state=state,
+            reporter=reporter,
+            allow_destroy=options.allow_destroy,
+            redactor=redactor,
         )
         changes, problems = _plan_all(ctx, stages)
         payload["changes"] = [change.as_json() for change in changes]

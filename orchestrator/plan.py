@@ -302,6 +302,11 @@ class Plan(_Section):
     def recovery_timeout(self) -> int:
         return self.initiator.recovery_timeout or min(120, self.failover_s + 10)
 
+    @property
+    def chap_name(self) -> str:
+        """The CHAP user name ESXi presents to the target."""
+        return self.name
+
     def vm_name(self, node: str) -> str:
         return f"{self.name}-{node}"
 

@@ -12,10 +12,11 @@ from typing import Any
 
 from orchestrator.changes import Change, Problem
 from orchestrator.identity import NodeIdentity, node_identity, ssh_public_key
+from orchestrator.logs import Redactor
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
 from orchestrator.state import HostKey, StateDir
-from orchestrator.vsphere import storage_vm_apply, storage_vms
+from orchestrator.vsphere import iscsi, iscsi_apply, storage_vm_apply, storage_vms
 from orchestrator.vsphere.inventory import Inventory, take_snapshot
 from orchestrator.vsphere.session import Session
 from orchestrator.vsphere.vm_facts import VmFact
@@ -30,8 +31,15 @@ class RunContext:
     state: StateDir
     reporter: Reporter
     allow_destroy: frozenset[str]
+    redactor: Redactor
     inventory: Inventory | None = None
     identities: dict[str, NodeIdentity] = field(default_factory=dict)
+
+    def secret(self, name: str) -> str:
+        """A generated secret from the state folder, masked in the run log from now on."""
+        value = self.state.secret(name)
+        self.redactor.add(value)
+        return value
 
     def refresh(self) -> None:
         plan = self.plan
@@ -84,4 +92,15 @@ def _deployed_host_key(vm: VmFact | None) -> HostKey | None:
         return None
 
 
-BUILT_STAGES: dict[str, Any] = {"vms": VmsStage()}
+class IscsiStage:
+    name = "iscsi"
+
+    def plan(self, ctx: RunContext) -> tuple[list[Change], list[Problem]]:
+        return iscsi.diff(ctx.plan, iscsi.observe(ctx.plan, ctx.inventory))
+
+    def apply(self, ctx: RunContext, change: Change) -> None:
+        secret = ctx.secret("chap") if ctx.plan.target.chap else None
+        iscsi_apply.apply(ctx.session, ctx.plan, change, secret, ctx.reporter)
+
+
+BUILT_STAGES: dict[str, Any] = {"vms": VmsStage(), "iscsi": IscsiStage()}

@@ -6,11 +6,15 @@ secrets). A dry run generates in memory and writes nothing.
 """
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+
+# 12 bytes -> 16 characters: within the CHAP secret length ESXi accepts (12-16 recommended).
+SECRET_BYTES = 12
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class StateDir:
         self.path = path
         self.persist = persist
         self._generated: dict[str, HostKey] = {}
+        self._secrets: dict[str, str] = {}
 
     def host_key(self, node: str, deployed: HostKey | None = None) -> HostKey:
         """The node's ed25519 SSH host key: the stored one, else the one already
@@ -39,6 +44,18 @@ class StateDir:
             self._write(private_path, key.private_openssh)
             self._write(public_path, key.public_openssh + "\n")
         return key
+
+    def secret(self, name: str) -> str:
+        """A generated secret (e.g. "chap"): the stored one, or a new one (written
+        only when persisting). Never rotated by a rerun."""
+        path = self.path / "secrets" / name
+        if path.exists():
+            return path.read_text().strip()
+        if name not in self._secrets:
+            self._secrets[name] = secrets.token_urlsafe(SECRET_BYTES)
+        if self.persist:
+            self._write(path, self._secrets[name] + "\n")
+        return self._secrets[name]
 
     def _write(self, path: Path, text: str) -> None:
         for folder in (self.path, path.parent):

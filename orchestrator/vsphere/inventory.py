@@ -26,10 +26,15 @@ INVENTORY_PROPERTIES: dict[type, list[str]] = {
         "network",
         "runtime.connectionState",
         "runtime.inMaintenanceMode",
+        "config.storageDevice",
+        "config.autoStart",
+        "configManager.storageSystem",
+        "configManager.datastoreSystem",
+        "configManager.autoStartManager",
     ],
     vim.ComputeResource: ["name", "resourcePool", "host"],
-    vim.ClusterComputeResource: ["name", "resourcePool", "host"],
-    vim.Datastore: ["name", "host", "summary.multipleHostAccess", "summary.accessible"],
+    vim.ClusterComputeResource: ["name", "resourcePool", "host", "configurationEx"],
+    vim.Datastore: ["name", "host", "info", "summary.multipleHostAccess", "summary.accessible"],
     vim.Network: ["name"],
     vim.ResourcePool: ["owner"],
 }
@@ -71,6 +76,7 @@ class Obj:
 @dataclass
 class Inventory:
     datacenter: Any
+    host_folder: Any
     root_vm_folder: Any
     vm_folder: Any | None  # the folder our VMs live in; None until created
     folder_vm_ids: list[str] = field(default_factory=list)
@@ -122,7 +128,7 @@ def take_snapshot(session: Session, datacenter: str, vm_folder: str, vm_paths: l
             PC.PropertySpec(type=kind, pathSet=paths) for kind, paths in INVENTORY_PROPERTIES.items()
         ]
         prop_specs += [
-            PC.PropertySpec(type=vim.Datacenter, pathSet=["name", "vmFolder"]),
+            PC.PropertySpec(type=vim.Datacenter, pathSet=["name", "vmFolder", "hostFolder"]),
             PC.PropertySpec(type=vim.Folder, pathSet=["name", "childEntity"]),
             PC.PropertySpec(type=vim.VirtualMachine, pathSet=VM_DETAIL_PROPERTIES),
         ]
@@ -134,6 +140,7 @@ def take_snapshot(session: Session, datacenter: str, vm_folder: str, vm_paths: l
     children_ids = [child._moId for child in (folder_obj.get("childEntity") if folder_obj else None) or []]
     return Inventory(
         datacenter=dc,
+        host_folder=dc_obj.get("hostFolder"),
         root_vm_folder=dc_obj.get("vmFolder"),
         vm_folder=folder,
         folder_vm_ids=[

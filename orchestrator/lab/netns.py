@@ -1,0 +1,133 @@
+"""The lab's network: one namespace ("vsa-lab") holding a bridge per storage
+network and a tap device per VM NIC. Nothing is created in the root namespace,
+and the namespace has no link out, so lab traffic cannot leave it.
+
+The iSCSI bridge carries an address (the lab side: initiator, orchestrator's
+SSH), reached by running inside the namespace (`ip netns exec`) or through a
+socket made there (connect()).
+"""
+
+import ctypes
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.lab.simulator import LabError
+
+NAMESPACE = "vsa-lab"
+INSTALL_HINT = "run scripts/install-lab-deps (as root) or apt-get install"
+_CLONE_NEWNET = 0x40000000
+
+
+@dataclass(frozen=True)
+class Bridge:
+    name: str
+    address: str | None  # CIDR of the lab side on this network, if any
+
+
+# Keyed by NIC role (orchestrator.identity.NIC_ROLES).
+BRIDGES = {
+    "iscsi": Bridge("br-iscsi", "10.11.55.1/24"),
+    "replication": Bridge("br-repl", None),
+}
+
+
+def run(command: Sequence[str | Path]) -> str:
+    """Run a host command; its stdout, or LabError carrying its stderr."""
+    try:
+        result = subprocess.run([str(part) for part in command], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise LabError(f"{command[0]} not found; {INSTALL_HINT} iproute2") from None
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip()
+        raise LabError(f"{' '.join(map(str, command))} failed (exit {result.returncode}): {detail}")
+    return result.stdout
+
+
+def require_tools(tools: dict[str, str]) -> None:
+    """LabError naming the packages to install when any command (key) is missing."""
+    missing = sorted({package for command, package in tools.items() if shutil.which(command) is None})
+    if missing:
+        raise LabError(f"missing host tools; {INSTALL_HINT} {' '.join(missing)}")
+
+
+def exists() -> bool:
+    return Path("/run/netns", NAMESPACE).exists()
+
+
+def exec_prefix() -> list[str]:
+    """Prefix a command with this to run it inside the lab namespace."""
+    return ["ip", "netns", "exec", NAMESPACE]
+
+
+def up() -> None:
+    """Create the namespace and its bridges; harmless when they exist."""
+    require_tools({"ip": "iproute2"})
+    if os.geteuid() != 0:
+        raise LabError("the lab network needs root (ip netns)")
+    if not exists():
+        run(["ip", "netns", "add", NAMESPACE])
+    _ip("link", "set", "lo", "up")
+    present = _links()
+    for bridge in BRIDGES.values():
+        if bridge.name not in present:
+            _ip("link", "add", "name", bridge.name, "type", "bridge")
+        _ip("link", "set", bridge.name, "up")
+        if bridge.address:
+            _ip("address", "replace", bridge.address, "dev", bridge.name)
+
+
+def down() -> None:
+    """Delete the namespace with everything in it; harmless when it is gone.
+    Stop the VMs first: a process still inside keeps the network alive."""
+    if exists():
+        run(["ip", "netns", "delete", NAMESPACE])
+
+
+def add_tap(name: str, role: str) -> None:
+    """A tap device for one VM NIC, on the bridge of its network (a role in BRIDGES)."""
+    if name not in _links():
+        _ip("tuntap", "add", "dev", name, "mode", "tap")
+    _ip("link", "set", name, "master", BRIDGES[role].name, "up")
+
+
+def delete_tap(name: str) -> None:
+    if exists() and name in _links():
+        _ip("link", "delete", name)
+
+
+def connect(address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection made inside the namespace (for paramiko's sock=, say).
+    A socket stays in the namespace it was created in, so a short-lived thread
+    enters the namespace, connects, and ends; the caller's thread never moves."""
+    outcome: list[socket.socket | BaseException] = []
+
+    def inside() -> None:
+        try:
+            with open(Path("/run/netns", NAMESPACE)) as handle:
+                if ctypes.CDLL(None, use_errno=True).setns(handle.fileno(), _CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {NAMESPACE} failed")
+            outcome.append(socket.create_connection((address, port), timeout=timeout))
+        except BaseException as err:  # handed to the caller's thread
+            outcome.append(err)
+
+    worker = threading.Thread(target=inside, name=f"netns-connect-{address}")
+    worker.start()
+    worker.join()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def _links() -> set[str]:
+    return {link["ifname"] for link in json.loads(_ip("-json", "link", "show") or "[]")}
+
+
+def _ip(*args: str) -> str:
+    return run(["ip", "-n", NAMESPACE, *args])
