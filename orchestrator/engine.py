@@ -8,8 +8,10 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from typing import Any
 
+from pyVmomi import vmodl
 from rich.console import Console
 from rich.prompt import Confirm
 
@@ -18,7 +20,7 @@ from orchestrator.logs import Redactor
 from orchestrator.output import error_line
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
-from orchestrator.stages import BUILT_STAGES, STAGE_ORDER, RunContext
+from orchestrator.stages import BUILT_STAGES, STAGE_ORDER, RunContext, missing_hosts
 from orchestrator.state import StateDir
 from orchestrator.vsphere.session import VSphereError, connect
 
@@ -57,16 +59,27 @@ def run(
     stages = [BUILT_STAGES[stage] for stage in selected if stage in BUILT_STAGES]
     try:
         code = _run(plan, options, console, progress_console, redactor, stages, payload)
-    except (RunError, VSphereError, ValueError) as err:
-        log.error("%s", err)
-        payload["error"] = str(err)
+    except (RunError, VSphereError, ValueError, vmodl.MethodFault, OSError, HTTPException) as err:
+        message = _one_line(err)
+        log.error("%s", message)
+        payload["error"] = message
         if not options.json:
-            console.print(error_line(err))
+            console.print(error_line(message))
         code = EXIT_ERROR
     payload["exit_code"] = code
     if options.json:
         print(render_json(payload))
     return code
+
+
+def _one_line(err: BaseException) -> str:
+    """Faults we did not anticipate still read as one line, never a traceback."""
+    if isinstance(err, vmodl.MethodFault):
+        kind = type(err).__name__.rsplit(".", 1)[-1]
+        return f"vSphere refused the request ({kind}): {err.msg or 'no details'}; nothing further was changed"
+    if isinstance(err, OSError | HTTPException):
+        return f"lost the connection to vSphere ({err}); rerun when it is reachable again"
+    return str(err)
 
 
 def _run(
@@ -93,6 +106,10 @@ def _run(
             redactor=redactor,
         )
         changes, problems = _plan_all(ctx, stages)
+        payload["notes"] = list(ctx.notes)
+        if not options.json:
+            for note in ctx.notes:
+                console.print(note)
         payload["changes"] = [change.as_json() for change in changes]
         payload["problems"] = problems_json(problems)
         if problems:
@@ -127,6 +144,10 @@ def _run(
 
 def _plan_all(ctx: RunContext, stages: list[Any]) -> tuple[list[Change], list[Problem]]:
     ctx.refresh()
+    ctx.notes.clear()
+    missing = missing_hosts(ctx.plan, ctx.inventory)
+    if missing:
+        return [], missing
     changes: list[Change] = []
     problems: list[Problem] = []
     for stage in stages:

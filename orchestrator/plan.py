@@ -229,6 +229,7 @@ class Initiator(_Section):
 
 class Datastore(_Section):
     name: str
+    rename: bool = False  # rename our LUN's datastore when its name differs
 
 
 class HostEntry(_Section):

@@ -10,13 +10,25 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyVmomi import vim
+
 from orchestrator.changes import Change, Problem
 from orchestrator.identity import NodeIdentity, node_identity, ssh_public_key
 from orchestrator.logs import Redactor
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
 from orchestrator.state import HostKey, StateDir
-from orchestrator.vsphere import iscsi, iscsi_apply, storage_vm_apply, storage_vms
+from orchestrator.vsphere import (
+    autostart,
+    cluster,
+    cluster_apply,
+    datastore,
+    datastore_apply,
+    iscsi,
+    iscsi_apply,
+    storage_vm_apply,
+    storage_vms,
+)
 from orchestrator.vsphere.inventory import Inventory, take_snapshot
 from orchestrator.vsphere.session import Session
 from orchestrator.vsphere.vm_facts import VmFact
@@ -34,6 +46,7 @@ class RunContext:
     redactor: Redactor
     inventory: Inventory | None = None
     identities: dict[str, NodeIdentity] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # one-line remarks, e.g. a stage skipped
 
     def secret(self, name: str) -> str:
         """A generated secret from the state folder, masked in the run log from now on."""
@@ -46,6 +59,21 @@ class RunContext:
         self.inventory = take_snapshot(
             self.session, plan.vsphere.datacenter, storage_vms.vm_folder(plan), storage_vms.vm_paths(plan)
         )
+
+
+def missing_hosts(plan: Plan, inventory: Inventory) -> list[Problem]:
+    """Every stage needs every host of the plan: an unknown one is reported once, here."""
+    known = {obj.name for obj in inventory.of_type(vim.HostSystem)}
+    return [
+        Problem(
+            "site",
+            f"host {entry.esxi}",
+            f"ESXi host {entry.esxi!r} not found in datacenter {plan.vsphere.datacenter!r}; check "
+            "hosts[].esxi (the host's name in the inventory) or add the host to vCenter",
+        )
+        for entry in plan.hosts
+        if entry.esxi not in known
+    ]
 
 
 class VmsStage:
@@ -67,9 +95,14 @@ class VmsStage:
                     node.datastore,
                     ctx.plan.vm_name(node.node),
                 )
-        return storage_vms.diff(ctx.plan, facts, ctx.identities, ctx.allow_destroy)
+        changes, problems = storage_vms.diff(ctx.plan, facts, ctx.identities, ctx.allow_destroy)
+        changes += autostart.diff(ctx.plan, autostart.observe(ctx.plan, ctx.inventory))
+        return changes, problems
 
     def apply(self, ctx: RunContext, change: Change) -> None:
+        if "autostart" in change.steps:
+            autostart.apply(ctx.session, ctx.inventory, change, ctx.reporter)
+            return
         identity = ctx.identities.get(change.params.get("node", ""))
         storage_vm_apply.apply(ctx.session, ctx.plan, ctx.inventory, change, identity, ctx.reporter)
 
@@ -103,4 +136,37 @@ class IscsiStage:
         iscsi_apply.apply(ctx.session, ctx.plan, change, secret, ctx.reporter)
 
 
-BUILT_STAGES: dict[str, Any] = {"vms": VmsStage(), "iscsi": IscsiStage()}
+class DatastoreStage:
+    name = "datastore"
+
+    def plan(self, ctx: RunContext) -> tuple[list[Change], list[Problem]]:
+        return datastore.diff(ctx.plan, datastore.observe(ctx.plan, ctx.inventory))
+
+    def apply(self, ctx: RunContext, change: Change) -> None:
+        datastore_apply.apply(ctx.session, ctx.plan, change, ctx.reporter)
+
+
+class ClusterStage:
+    name = "cluster"
+
+    def plan(self, ctx: RunContext) -> tuple[list[Change], list[Problem]]:
+        if ctx.plan.cluster is None:
+            ctx.notes.append("stage cluster: the plan has no [cluster]; skipped")
+            return [], []
+        if ctx.session.content.about.apiType != "VirtualCenter":
+            ctx.notes.append(
+                "stage cluster: connected to an ESXi host, not vCenter; clusters need vCenter; skipped"
+            )
+            return [], []
+        return cluster.diff(ctx.plan, cluster.observe(ctx.plan, ctx.inventory))
+
+    def apply(self, ctx: RunContext, change: Change) -> None:
+        cluster_apply.apply(ctx.session, ctx.plan, ctx.inventory, change, ctx.reporter)
+
+
+BUILT_STAGES: dict[str, Any] = {
+    "vms": VmsStage(),
+    "iscsi": IscsiStage(),
+    "datastore": DatastoreStage(),
+    "cluster": ClusterStage(),
+}

@@ -193,10 +193,13 @@ func dropVolume(ctx *simulator.Context, v *vmfsVolume) types.BaseMethodFault {
 			}
 		}
 		_ = os.RemoveAll(v.dir)
+		v.ds = nil
 	}
 	hosts := v.mounts
 	v.mounts = map[types.ManagedObjectReference]bool{}
 	delete(storage.volumes, v.uuid)
+	// A LUN that since changed identity keeps the content (the old device
+	// is gone, so nothing could erase it).
 	if l := storage.luns[v.naa]; l != nil && l.volume == v {
 		l.volume = nil
 	}

@@ -283,13 +283,14 @@ func (s *HostStorageSystem) RescanAllHba(ctx *simulator.Context, req *types.Resc
 
 // RescanVmfs mounts the VMFS volumes found on the LUNs this host sees:
 // the same Datastore object other hosts already mount. Volumes the user
-// unmounted here stay unmounted.
+// unmounted here stay unmounted. Snapshot volumes (signature naming another
+// device, see unresolved_vmfs.go) are not mounted.
 func (s *HostStorageSystem) RescanVmfs(ctx *simulator.Context, req *types.RescanVmfs) soap.HasFault {
 	body := &methods.RescanVmfsBody{}
 	h := s.state()
 	for _, p := range h.paths {
 		l := storage.luns[p.naa]
-		if l == nil || l.volume == nil {
+		if l == nil || l.volume == nil || l.unresolved() {
 			continue
 		}
 		v := l.volume

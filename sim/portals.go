@@ -20,6 +20,10 @@ import (
 //	DELETE /portals/<address>               take the portal down
 //	POST   /portals/<address>/foreign-vmfs  put someone else's VMFS on its LUN:
 //	       {"name":"optional volume name"}
+//	POST   /portals/<address>/change-identity  present the LUN's content
+//	       (VMFS included) under a new naa id, as a snapshot/replica would:
+//	       {"naa":"naa.6001405..."}; every portal presenting the old naa
+//	       moves with it (unresolved_vmfs.go)
 //
 // Hosts notice changes only when they rescan, as real ESXi hosts do.
 func registerPortalRoutes(c *control) {
@@ -59,6 +63,8 @@ func registerPortalRoutes(c *control) {
 			writeJSON(w, http.StatusOK, map[string]string{"removed": rest})
 		case r.Method == http.MethodPost && strings.HasSuffix(rest, "/foreign-vmfs"):
 			foreignVmfs(w, r, strings.TrimSuffix(rest, "/foreign-vmfs"))
+		case r.Method == http.MethodPost && strings.HasSuffix(rest, "/change-identity"):
+			changeIdentity(w, r, strings.TrimSuffix(rest, "/change-identity"))
 		default:
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such route"})
 		}

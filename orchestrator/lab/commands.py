@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from orchestrator.lab.plan_file import lab_plan_text
+from orchestrator.lab.portal import serve_portal
 from orchestrator.lab.simulator import LabError, SimInfo, start_simulator, stop_pid
 from orchestrator.output import error_line, make_console
 from orchestrator.state import new_ed25519_key
@@ -53,6 +54,7 @@ def lab_up(lab_dir: Path) -> Path:
     sim = start_simulator(lab_dir / "sim", log_path=lab_dir / "sim.log")
     (lab_dir / "sim.pid").write_text(f"{sim.process.pid}\n")
     write_lab_plan(sim.info, plan_path)
+    serve_portal(sim.info, plan_path)
     return plan_path
 
 

@@ -42,7 +42,7 @@ class HostIscsi:
     """One host's software iSCSI state, as plain data."""
 
     name: str
-    host_id: str | None
+    host_id: str
     storage_id: str | None = None
     enabled: bool = False
     adapter: str | None = None
@@ -65,8 +65,7 @@ def observe(plan: Plan, inventory: Inventory) -> list[HostIscsi]:
     for entry in plan.hosts:
         host = inventory.named(vim.HostSystem, entry.esxi)
         if host is None:
-            found.append(HostIscsi(name=entry.esxi, host_id=None))
-            continue
+            continue  # reported once, before any stage (stages.missing_hosts)
         found.append(
             host_iscsi(
                 plan,
@@ -155,15 +154,6 @@ def diff(plan: Plan, hosts: list[HostIscsi]) -> tuple[list[Change], list[Problem
     vip = f"{plan.network.vip}:{ISCSI_PORT}"
     for host in hosts:
         resource = f"host {host.name} iscsi"
-        if host.host_id is None:
-            problems.append(
-                Problem(
-                    STAGE,
-                    resource,
-                    f"ESXi host {host.name!r} not found in the datacenter; check hosts[].esxi",
-                )
-            )
-            continue
         attrs: list[Attr] = []
         steps: list[str] = []
         if not host.enabled or host.adapter is None:

@@ -285,13 +285,6 @@ def _placement_problems(plan: Plan, node: StorageNode, placement: Placement, res
     def problem(message: str) -> Problem:
         return Problem(STAGE, resource, message)
 
-    if placement.host_id is None:
-        return [
-            problem(
-                f"ESXi host {node.esxi!r} not found in datacenter {plan.vsphere.datacenter!r}; "
-                "check hosts[].esxi (the host's name in the inventory)"
-            )
-        ]
     problems = []
     if placement.datastore_id is None:
         problems.append(

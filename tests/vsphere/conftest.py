@@ -16,6 +16,7 @@ from pyVmomi import vim
 
 from orchestrator.cli import main
 from orchestrator.lab.commands import write_lab_plan
+from orchestrator.lab.portal import serve_portal
 from orchestrator.lab.simulator import RunningSim, SimInfo, start_simulator
 
 
@@ -100,7 +101,25 @@ class Site:
         return {name: count for name, count in methods.items() if name.endswith("_Task") or name in _MUTATORS}
 
 
-_MUTATORS = {"ShutdownGuest", "RebootGuest", "MoveIntoResourcePool", "CreateVM"}
+# Methods that change a host or vCenter without returning a Task.
+_MUTATORS = {
+    "ShutdownGuest",
+    "RebootGuest",
+    "CreateFolder",
+    "CreateClusterEx",
+    "UpdateSoftwareInternetScsiEnabled",
+    "AddInternetScsiSendTargets",
+    "RemoveInternetScsiSendTargets",
+    "UpdateInternetScsiAuthenticationProperties",
+    "UpdateInternetScsiAdvancedOptions",
+    "RescanHba",
+    "RescanAllHba",
+    "RescanVmfs",
+    "CreateVmfsDatastore",
+    "MountVmfsVolume",
+    "UnmountVmfsVolume",
+    "ReconfigureAutostart",
+}
 
 
 def wait_task(task: vim.Task) -> None:
@@ -124,6 +143,7 @@ def site(tmp_path: Path, _simulator_available: None) -> Iterator[Site]:
     plan = tmp_path / "lab" / "lab.toml"
     plan.parent.mkdir()
     write_lab_plan(sim.info, plan)
+    serve_portal(sim.info, plan)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE

@@ -10,10 +10,10 @@ from tests.vsphere.conftest import Site, vsa
 
 def test_only_unbuilt_stage_says_so_and_touches_nothing(site: Site, capsys):
     site.info.reset_calls()
-    assert vsa(site.plan, "--only", "guest,cluster", "--yes") == 0
+    assert vsa(site.plan, "--only", "guest", "--yes") == 0
     out = capsys.readouterr().out
     assert "stage guest: not built yet in this version; skipped" in out
-    assert "stage cluster: not built yet in this version; skipped" in out
+    assert "No changes" in out
     assert site.tasks_since_reset() == {}
     assert site.vm_names() == ["vsa-appliance"]
 
@@ -30,8 +30,18 @@ def test_json_apply_reports_what_was_applied(site: Site, capsys):
     assert vsa(site.plan, "--yes", "--json") == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["exit_code"] == 0
-    assert [change["resource"] for change in payload["applied"]] == ["vm vsa-node1", "vm vsa-node2"]
-    assert payload["skipped"] == ["guest", "iscsi", "datastore", "cluster"]
+    assert [change["resource"] for change in payload["applied"]] == [
+        "vm vsa-node1",
+        "vm vsa-node2",
+        "host esx1.lab.local autostart",
+        "host esx2.lab.local autostart",
+        "host esx1.lab.local iscsi",
+        "host esx2.lab.local iscsi",
+        "host esx3.lab.local iscsi",
+        "datastore vsa-ds0",
+        "cluster vsa-cluster",
+    ]
+    assert payload["skipped"] == ["guest"]
 
 
 def test_run_log_has_every_task_and_no_secret(site: Site, capsys):

@@ -81,7 +81,9 @@ def test_unknown_datastore(site: Site, capsys):
 
 def test_datastore_shared_by_several_hosts_is_not_local(site: Site, capsys):
     site.edit_plan('datastore = "esx1-local"', f'datastore = "{site.info.shared_datastore}"')
-    assert_refused(site, capsys, "datastore 'shared-ds' is shared by several hosts, not local to esx1.lab.local")
+    assert_refused(
+        site, capsys, "datastore 'shared-ds' is shared by several hosts, not local to esx1.lab.local"
+    )
 
 
 def test_missing_portgroup(site: Site, capsys):
