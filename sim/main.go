@@ -28,6 +28,7 @@ type config struct {
 	password string
 	stateDir string
 	extraVMs int
+	apiType  string
 }
 
 // simInfo is the contract written to DIR/sim.json and printed on stdout.
@@ -59,6 +60,8 @@ func main() {
 	flag.StringVar(&cfg.password, "password", "pass", "login password")
 	flag.StringVar(&cfg.stateDir, "state-dir", "", "directory for sim.json and datastore directories (required)")
 	flag.IntVar(&cfg.extraVMs, "extra-vms", 0, "number of unrelated powered-off VMs to add")
+	flag.StringVar(&cfg.apiType, "api-type", "VirtualCenter",
+		"about.apiType to report: VirtualCenter, or HostAgent to pose as an ESXi host (same inventory)")
 	flag.Parse()
 
 	log.SetPrefix("vsa-vcsim: ")
@@ -110,6 +113,8 @@ func run(cfg config) error {
 	if err != nil {
 		return fmt.Errorf("topology: %w", err)
 	}
+	si := simulator.Map.Get(vim25.ServiceInstance).(*simulator.ServiceInstance)
+	si.Content.About.ApiType = cfg.apiType
 
 	cert, thumbprint, err := selfSignedCert()
 	if err != nil {

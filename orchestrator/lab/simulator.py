@@ -73,7 +73,10 @@ class RunningSim:
         self.process.wait(timeout=30)
 
 
-def start_simulator(state_dir: Path, extra_vms: int = 0, log_path: Path | None = None) -> RunningSim:
+def start_simulator(
+    state_dir: Path, extra_vms: int = 0, log_path: Path | None = None, api_type: str = "VirtualCenter"
+) -> RunningSim:
+    """Start a simulator; api_type "HostAgent" makes it answer as an ESXi host would."""
     binary = build_simulator()
     state_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_path or state_dir / "sim.log", "ab")  # noqa: SIM115 - handed to the child
@@ -89,6 +92,8 @@ def start_simulator(state_dir: Path, extra_vms: int = 0, log_path: Path | None =
         secrets.token_urlsafe(18),
         "-extra-vms",
         str(extra_vms),
+        "-api-type",
+        api_type,
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
     log.close()

@@ -139,7 +139,17 @@ def _simulator_available() -> None:
 
 @pytest.fixture
 def site(tmp_path: Path, _simulator_available: None) -> Iterator[Site]:
-    sim = start_simulator(tmp_path / "sim")
+    yield from running_site(tmp_path, "VirtualCenter")
+
+
+@pytest.fixture
+def esxi_site(tmp_path: Path, _simulator_available: None) -> Iterator[Site]:
+    """The same inventory, answering as an ESXi host (about.apiType HostAgent)."""
+    yield from running_site(tmp_path, "HostAgent")
+
+
+def running_site(tmp_path: Path, api_type: str) -> Iterator[Site]:
+    sim = start_simulator(tmp_path / "sim", api_type=api_type)
     plan = tmp_path / "lab" / "lab.toml"
     plan.parent.mkdir()
     write_lab_plan(sim.info, plan)

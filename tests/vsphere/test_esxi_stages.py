@@ -262,3 +262,24 @@ def test_changed_lun_identity_stops_with_an_explanation(deployed: Site, capsys):
     assert f"our LUN shows as {new}" in out and "changed the LUN's identity" in out
     assert portal(deployed)["formats"] == 1
     assert deployed.tasks_since_reset() == {}
+
+
+def test_against_an_esxi_host_the_cluster_stage_is_skipped(esxi_site: Site, capsys):
+    assert vsa(esxi_site.plan, "--yes") == 0
+    out = capsys.readouterr().out
+    assert "stage cluster: connected to an ESXi host, not vCenter; clusters need vCenter; skipped" in out
+    host_folder = esxi_site.content.rootFolder.childEntity[0].hostFolder
+    assert not any(isinstance(entity, vim.ClusterComputeResource) for entity in host_folder.childEntity)
+    assert datastore(esxi_site) is not None
+
+
+def test_drs_on_gets_drs_overrides_for_the_storage_vms(deployed: Site, capsys):
+    vsa_cluster = cluster(deployed)
+    spec = vim.cluster.ConfigSpecEx(drsConfig=vim.cluster.DrsConfigInfo(enabled=True))
+    wait_task(vsa_cluster.ReconfigureComputeResource_Task(spec, True))
+    shown = heal(deployed, capsys)
+    assert "+ DRS override vsa-node1: False, manual" in shown
+    drs = {
+        entry.key.name: (entry.enabled, entry.behavior) for entry in vsa_cluster.configurationEx.drsVmConfig
+    }
+    assert drs == {"vsa-node1": (False, "manual"), "vsa-node2": (False, "manual")}
