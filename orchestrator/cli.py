@@ -29,7 +29,7 @@ def _plan_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vsa-orchestrate",
         description="Make a site match the plan: storage VMs, DRBD/heartbeat, iSCSI, VMFS, HA. "
-        "Other commands: `vsa-orchestrate lab up|down|status`.",
+        "Other commands: `vsa-orchestrate lab up|down|status`, `vsa-orchestrate appliance build`.",
     )
     parser.add_argument("plan", type=Path, help="the plan file (plan.toml)")
     parser.add_argument(
@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         from orchestrator.lab.commands import lab_main
 
         return lab_main(argv[1:])
+    if argv and argv[0] == "appliance":
+        from orchestrator.appliance.commands import appliance_main
+
+        return appliance_main(argv[1:])
     args = _plan_parser().parse_args(argv)
     console = make_console()
     errors = make_console(stderr=True)

@@ -74,17 +74,17 @@ def node_identity(plan: Plan, node: StorageNode, host_key: HostKey, admin_key: s
         "hostname": node.node,
         "disable_root": False,
         "ssh_pwauth": False,
-        "users": [{"name": plan.storage_vm.ssh_user, "ssh_authorized_keys": [admin_key]}]
-        if plan.storage_vm.ssh_user != "root"
-        else [],
         "ssh_authorized_keys": [admin_key],
         "ssh_deletekeys": True,
-        "ssh_genkeytypes": [],
+        # Only the key type we pin; ours is given below, so nothing is generated.
+        "ssh_genkeytypes": ["ed25519"],
         "ssh_keys": {
             "ed25519_private": host_key.private_openssh,
             "ed25519_public": host_key.public_openssh,
         },
     }
+    if plan.storage_vm.ssh_user != "root":
+        userdata["users"] = [{"name": plan.storage_vm.ssh_user, "ssh_authorized_keys": [admin_key]}]
     return NodeIdentity(
         metadata=json.dumps(metadata, indent=1, sort_keys=True),
         userdata="#cloud-config\n" + json.dumps(userdata, indent=1, sort_keys=True),

@@ -1,6 +1,7 @@
 """Build the storage-node appliance once per recipe, into a cache outside the repo:
 ${VSA_CACHE_DIR:-~/.cache/vsa-orchestrate}/appliance/<recipe hash>/."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.appliance import disk, recipe, rootfs
+from orchestrator.appliance import disk, ova, recipe, rootfs
 from orchestrator.appliance.shell import ApplianceError, require_tools, run
 
 BUILD_TOOLS = {
@@ -18,6 +19,10 @@ BUILD_TOOLS = {
     "chroot": "coreutils",
     "mkfs.ext4": "e2fsprogs",
     "qemu-img": "qemu-utils",
+    "sfdisk": "fdisk",
+    "mkfs.fat": "dosfstools",
+    "mcopy": "mtools",
+    "syslinux": "syslinux",
 }
 MANIFEST = "manifest.json"
 
@@ -44,6 +49,10 @@ class Appliance:
     @property
     def initrd(self) -> Path:
         return self.directory / disk.INITRD
+
+    @property
+    def ova(self) -> Path:
+        return self.directory / ova.OVA
 
     @property
     def manifest(self) -> dict:
@@ -73,8 +82,15 @@ def build_appliance(
     require_tools(BUILD_TOOLS)
     if os.geteuid() != 0:
         raise ApplianceError("building the appliance needs root (debootstrap, chroot)")
-    say = progress or (lambda _message: None)
     root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent build of the same recipe finishes first
+        if force or not appliance.complete():
+            _build(root, appliance, progress or (lambda _message: None))
+    return appliance.disk
+
+
+def _build(root: Path, appliance: Appliance, say: Callable[[str], None]) -> None:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(dir=root, prefix=".build-"))
     try:
@@ -85,8 +101,8 @@ def build_appliance(
         rootfs.add_files(tree)
         kernel = rootfs.configure(tree)
         rootfs.trim(tree)
-        say("writing the ext4 root filesystem and the qcow2")
-        disk.write_boot_files(tree, kernel, out)
+        say("writing the ext4 root filesystem, the qcow2 and the OVA")
+        disk.write_images(tree, kernel, out)
         manifest = {
             "recipe": appliance.directory.name,
             "kernel": kernel,
@@ -99,7 +115,6 @@ def build_appliance(
         out.rename(appliance.directory)
     finally:
         _remove_work_dir(work)
-    return appliance.disk
 
 
 def _remove_work_dir(work: Path) -> None:

@@ -32,6 +32,6 @@ def appliance_main(argv: list[str]) -> int:
     seconds = time.monotonic() - started
     how = "found in the cache" if cached else "built"
     console.print(f"appliance {how} in {seconds:.1f} s: {appliance.directory}")
-    for path in (appliance.disk, appliance.kernel, appliance.initrd):
+    for path in (appliance.disk, appliance.kernel, appliance.initrd, appliance.ova):
         console.print(f"  {path.name}: {path.stat().st_size / 2**20:.0f} MiB")
     return 0

@@ -14,6 +14,8 @@ from orchestrator.appliance.shell import ApplianceError, run
 
 # Units a storage node does not need at boot (timers that touch the network or disks).
 MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "e2scrub_reap.service")
+# Started by the guest stage once configured: heartbeat cannot start without ha.cf.
+DISABLED_UNITS = ("heartbeat.service",)
 # Left over from installation; the appliance must not carry the build host's data.
 REMOVED = (
     "etc/ssh/ssh_host_*",  # cloud-init installs the orchestrator's host key
@@ -62,6 +64,7 @@ def configure(root: Path) -> str:
     kernel = kernel_version(root)
     run(["chroot", root, "systemctl", "enable", "systemd-networkd.service"])
     run(["chroot", root, "systemctl", "mask", *MASKED_UNITS])
+    run(["chroot", root, "systemctl", "disable", *DISABLED_UNITS])
     for tree in recipe.PRUNED_MODULE_DIRS:
         shutil.rmtree(root / "lib/modules" / kernel / tree, ignore_errors=True)
     run(["chroot", root, "depmod", "-a", kernel])

@@ -19,10 +19,10 @@ def require_tools(tools: dict[str, str]) -> None:
         raise ApplianceError(f"missing host tools; {INSTALL_HINT} {' '.join(missing)}")
 
 
-def run(command: Sequence[str | Path], cwd: Path | None = None) -> str:
+def run(command: Sequence[str | Path], stdin: str | None = None) -> str:
     """Run a command to completion; its stdout, or ApplianceError with its stderr's tail."""
     result = subprocess.run(
-        [str(part) for part in command], cwd=cwd, capture_output=True, text=True, check=False
+        [str(part) for part in command], input=stdin, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])

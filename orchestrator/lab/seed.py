@@ -24,7 +24,8 @@ def nocloud_files(identity: NodeIdentity) -> dict[str, str]:
 
 
 def write_seed(path: Path, files: dict[str, str]) -> Path:
-    """Write the seed ISO to path (replacing it) and return path."""
+    """Write the seed ISO to path (replacing it, mode 0600: it holds the host's
+    private key) and return path."""
     require_tools(SEED_TOOLS)
     with tempfile.TemporaryDirectory(prefix="vsa-seed-") as staging:
         for name, text in files.items():
@@ -45,4 +46,5 @@ def write_seed(path: Path, files: dict[str, str]) -> Path:
                 staging,
             ]
         )
+    path.chmod(0o600)
     return path

@@ -1,0 +1,1 @@
+"""The `guest` stage: DRBD, heartbeat and the iSCSI target inside the storage VMs."""

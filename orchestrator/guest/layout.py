@@ -1,0 +1,31 @@
+"""Fixed layout of a storage node, shared by the templates, facts and executor.
+
+Two DRBD 8.4 resources, as in the original recipe: the config volume (the
+target definition lives there, replicated) and the LUN volume. Both keep
+external, indexed metadata on the meta disk.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DrbdResource:
+    name: str
+    minor: int
+    port: int
+    meta_index: int
+    disk_role: str  # which data disk of the VM (storage_vms.DISK_ROLES)
+
+    @property
+    def device(self) -> str:
+        return f"/dev/drbd{self.minor}"
+
+
+CONFIG = DrbdResource(name="iscsi.config", minor=0, port=7788, meta_index=0, disk_role="config")
+LUN = DrbdResource(name="iscsi.target.0", minor=1, port=7789, meta_index=1, disk_role="data")
+RESOURCES = (CONFIG, LUN)
+
+CONFIG_MOUNT = "/srv/data"
+CONFIG_FSTYPE = "ext4"
+TARGET_SCRIPT = "vsa-target"  # heartbeat resource script in /etc/ha.d/resource.d/
+TARGET_DEFINITION = f"{CONFIG_MOUNT}/vsa-target.json"

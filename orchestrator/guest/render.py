@@ -1,0 +1,89 @@
+"""The files a storage node should hold, rendered from the plan (jinja2).
+
+Pure: (plan, secrets, device paths) -> {path: NodeFile}. Secrets are passed
+in, never looked up here, and files holding one are marked sensitive so a
+diff shows them redacted.
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from orchestrator.guest import layout
+from orchestrator.plan import Plan
+
+_ENV = Environment(
+    loader=PackageLoader("orchestrator.guest", "templates"),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    drbd: str
+    heartbeat: str
+    chap: str | None
+
+
+@dataclass(frozen=True)
+class NodeFile:
+    content: str
+    mode: int
+    sensitive: bool
+    service: str  # what must reload when it changes: "drbd", "heartbeat", "hosts"
+
+
+def lun_serial(plan: Plan) -> str:
+    """The LUN's unit serial, identical on both nodes: ESXi identifies the
+    datastore's device by the NAA id derived from it."""
+    return hashlib.sha256(plan.iqn.encode()).hexdigest()[:32]
+
+
+def target_resource(plan: Plan) -> str:
+    """The heartbeat resource that starts the target (IET ships an init script)."""
+    return "iscsitarget" if plan.target.kind == "iet" else layout.TARGET_SCRIPT
+
+
+def node_files(plan: Plan, secrets: Secrets, devices: dict[str, dict[str, str]]) -> dict[str, NodeFile]:
+    """Files on every storage node; devices: node -> disk role -> stable device path."""
+    nodes = plan.storage_nodes
+    common = {"plan": plan, "nodes": nodes, "devices": devices}
+    files = {
+        f"/etc/drbd.d/{resource.name}.res": NodeFile(
+            _render("drbd.res.j2", resource=resource, secret=secrets.drbd, **common), 0o600, True, "drbd"
+        )
+        for resource in layout.RESOURCES
+    }
+    files["/etc/ha.d/ha.cf"] = NodeFile(_render("ha.cf.j2", **common), 0o644, False, "heartbeat")
+    files["/etc/ha.d/authkeys"] = NodeFile(
+        _render("authkeys.j2", secret=secrets.heartbeat), 0o600, True, "heartbeat"
+    )
+    files["/etc/ha.d/haresources"] = NodeFile(
+        _render(
+            "haresources.j2",
+            config=layout.CONFIG,
+            lun=layout.LUN,
+            mount=layout.CONFIG_MOUNT,
+            fstype=layout.CONFIG_FSTYPE,
+            target_resource=target_resource(plan),
+            **common,
+        ),
+        0o644,
+        False,
+        "heartbeat",
+    )
+    files["/etc/hosts"] = NodeFile(_render("hosts.j2", **common), 0o644, False, "hosts")
+    return files
+
+
+def ietd_conf(plan: Plan, chap_secret: str | None) -> str:
+    """IET's target definition (legacy appliances; kept on the config volume)."""
+    return _render(
+        "ietd.conf.j2", plan=plan, lun=layout.LUN, serial=lun_serial(plan), chap_secret=chap_secret
+    )
+
+
+def _render(template: str, **values: object) -> str:
+    return _ENV.get_template(template).render(**values)
