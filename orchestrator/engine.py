@@ -16,11 +16,12 @@ from rich.console import Console
 from rich.prompt import Confirm
 
 from orchestrator.changes import Change, Problem, problems_json, render_json, render_text
+from orchestrator.guest.ssh import GuestError
 from orchestrator.logs import Redactor
 from orchestrator.output import error_line
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
-from orchestrator.stages import BUILT_STAGES, STAGE_ORDER, RunContext, missing_hosts
+from orchestrator.stages import STAGE_ORDER, STAGES, RunContext, missing_hosts
 from orchestrator.state import StateDir
 from orchestrator.vsphere.session import VSphereError, connect
 
@@ -49,17 +50,11 @@ def run(
     progress_console: Console | None,
     redactor: Redactor,
 ) -> int:
-    payload: dict[str, Any] = {"plan": plan.name, "dry_run": options.dry_run, "skipped": []}
-    selected = [stage for stage in STAGE_ORDER if stage in options.only]
-    for stage in selected:
-        if stage not in BUILT_STAGES:
-            payload["skipped"].append(stage)
-            if not options.json:
-                console.print(f"stage {stage}: not built yet in this version; skipped")
-    stages = [BUILT_STAGES[stage] for stage in selected if stage in BUILT_STAGES]
+    payload: dict[str, Any] = {"plan": plan.name, "dry_run": options.dry_run}
+    stages = [STAGES[name] for name in STAGE_ORDER if name in options.only]
     try:
         code = _run(plan, options, console, progress_console, redactor, stages, payload)
-    except (RunError, VSphereError, ValueError, vmodl.MethodFault, OSError, HTTPException) as err:
+    except (RunError, VSphereError, GuestError, ValueError, vmodl.MethodFault, OSError, HTTPException) as err:
         message = _one_line(err)
         log.error("%s", message)
         payload["error"] = message
@@ -91,11 +86,13 @@ def _run(
     stages: list[Any],
     payload: dict[str, Any],
 ) -> int:
-    password = plan.resolve_password()
-    redactor.add(password)
     state = StateDir(plan.state_dir, persist=not options.dry_run)
     reporter = Reporter(None if options.json else progress_console)
-    session = connect(plan, password)
+    session = None
+    if any(getattr(stage, "needs_vsphere", True) for stage in stages):
+        password = plan.resolve_password()
+        redactor.add(password)
+        session = connect(plan, password)
     try:
         ctx = RunContext(
             plan=plan,
@@ -104,6 +101,7 @@ def _run(
             reporter=reporter,
             allow_destroy=options.allow_destroy,
             redactor=redactor,
+            dry_run=options.dry_run,
         )
         changes, problems = _plan_all(ctx, stages)
         payload["notes"] = list(ctx.notes)
@@ -139,13 +137,17 @@ def _run(
             console.print(f"Applied {len(changes)} change(s); the site matches the plan.")
         return EXIT_OK
     finally:
-        session.close()
+        for stage in stages:
+            if hasattr(stage, "close"):
+                stage.close()
+        if session is not None:
+            session.close()
 
 
 def _plan_all(ctx: RunContext, stages: list[Any]) -> tuple[list[Change], list[Problem]]:
     ctx.refresh()
     ctx.notes.clear()
-    missing = missing_hosts(ctx.plan, ctx.inventory)
+    missing = missing_hosts(ctx.plan, ctx.inventory) if ctx.inventory else []
     if missing:
         return [], missing
     changes: list[Change] = []

@@ -13,6 +13,7 @@ from typing import Any
 from pyVmomi import vim
 
 from orchestrator.changes import Change, Problem
+from orchestrator.guest.stage import GuestStage
 from orchestrator.identity import NodeIdentity, node_identity, ssh_public_key
 from orchestrator.logs import Redactor
 from orchestrator.plan import Plan
@@ -39,11 +40,12 @@ STAGE_ORDER = ("vms", "guest", "iscsi", "datastore", "cluster")
 @dataclass
 class RunContext:
     plan: Plan
-    session: Session
+    session: Session | None  # None when no selected stage talks to vSphere
     state: StateDir
     reporter: Reporter
     allow_destroy: frozenset[str]
     redactor: Redactor
+    dry_run: bool = False
     inventory: Inventory | None = None
     identities: dict[str, NodeIdentity] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # one-line remarks, e.g. a stage skipped
@@ -55,6 +57,8 @@ class RunContext:
         return value
 
     def refresh(self) -> None:
+        if self.session is None:
+            return
         plan = self.plan
         self.inventory = take_snapshot(
             self.session, plan.vsphere.datacenter, storage_vms.vm_folder(plan), storage_vms.vm_paths(plan)
@@ -164,8 +168,9 @@ class ClusterStage:
         cluster_apply.apply(ctx.session, ctx.plan, ctx.inventory, change, ctx.reporter)
 
 
-BUILT_STAGES: dict[str, Any] = {
+STAGES: dict[str, Any] = {
     "vms": VmsStage(),
+    "guest": GuestStage(),
     "iscsi": IscsiStage(),
     "datastore": DatastoreStage(),
     "cluster": ClusterStage(),

@@ -11,6 +11,7 @@ import os
 import time
 from pathlib import Path
 
+from orchestrator.lab import netns
 from orchestrator.lab.plan_file import lab_plan_text
 from orchestrator.lab.portal import serve_portal
 from orchestrator.lab.simulator import LabError, SimInfo, start_simulator, stop_pid
@@ -51,6 +52,7 @@ def lab_up(lab_dir: Path) -> Path:
     if _running_pid(lab_dir) and plan_path.exists():
         return plan_path
     _ensure_ssh_key(lab_dir / "id_ed25519")
+    netns.guard_routes()
     sim = start_simulator(lab_dir / "sim", log_path=lab_dir / "sim.log")
     (lab_dir / "sim.pid").write_text(f"{sim.process.pid}\n")
     write_lab_plan(sim.info, plan_path)

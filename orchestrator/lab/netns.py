@@ -71,6 +71,7 @@ def up() -> None:
     require_tools({"ip": "iproute2"})
     if os.geteuid() != 0:
         raise LabError("the lab network needs root (ip netns)")
+    guard_routes()
     if not exists():
         run(["ip", "netns", "add", NAMESPACE])
     _ip("link", "set", "lo", "up")
@@ -81,6 +82,18 @@ def up() -> None:
         _ip("link", "set", bridge.name, "up")
         if bridge.address:
             _ip("address", "replace", bridge.address, "dev", bridge.name)
+
+
+# The lab's networks. Outside the namespace they are blackholed, so a stray
+# connection to a lab address (a guest stage run outside the namespace, say)
+# fails at once instead of going out through the machine's default route.
+LAB_SUBNETS = ("10.11.55.0/24", "192.168.22.0/24")
+
+
+def guard_routes() -> None:
+    """Blackhole the lab subnets in the root namespace; harmless when present."""
+    for subnet in LAB_SUBNETS:
+        run(["ip", "route", "replace", "blackhole", subnet])
 
 
 def down() -> None:

@@ -48,7 +48,7 @@ def test_one_resource_group_with_the_vip_last():
         f"Filesystem::/dev/drbd0::{layout.CONFIG_MOUNT}::ext4",
         "drbddisk::iscsi.target.0",
         "vsa-target",
-        "IPaddr::10.11.55.50/8/eth0",
+        "IPaddr2::10.11.55.50/8/eth0",
     ]
 
 
@@ -64,7 +64,7 @@ def test_files_holding_secrets_are_root_only_and_sensitive():
 def test_ha_timings_and_failback_come_from_the_plan():
     ha_cf = node_files(PLAN, SECRETS, DEVICES)["/etc/ha.d/ha.cf"].content.splitlines()
     assert {"keepalive 1", "deadtime 10", "warntime 5", "initdead 60", "auto_failback off"} <= set(ha_cf)
-    assert "respawn hacluster /usr/lib/heartbeat/dopd" in ha_cf
+    assert "respawn hacluster /usr/libexec/heartbeat/dopd" in ha_cf
 
 
 def test_lun_serial_is_the_same_for_both_nodes_and_stable():

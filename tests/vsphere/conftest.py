@@ -15,6 +15,7 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
 from orchestrator.cli import main
+from orchestrator.lab import netns
 from orchestrator.lab.commands import write_lab_plan
 from orchestrator.lab.portal import serve_portal
 from orchestrator.lab.simulator import RunningSim, SimInfo, start_simulator
@@ -135,6 +136,8 @@ def _simulator_available() -> None:
             "the simulated vCenter needs Go and govmomi: "
             "apt-get install golang-go golang-github-vmware-govmomi-dev (or run scripts/bootstrap)"
         )
+    # Lab addresses must never leave this machine, whatever a test selects.
+    netns.guard_routes()
 
 
 @pytest.fixture
@@ -171,6 +174,14 @@ def running_site(tmp_path: Path, api_type: str) -> Iterator[Site]:
         sim.stop()
 
 
+# The simulated site has no real storage VMs (tests/lab has those): the guest
+# stage is left out unless a test selects stages itself.
+VSPHERE_STAGES = "vms,iscsi,datastore,cluster"
+
+
 def vsa(*args: str | Path) -> int:
     """Run the CLI in-process, as a user would from the shell."""
-    return main([str(arg) for arg in args])
+    argv = [str(arg) for arg in args]
+    if "--only" not in argv and "--check" not in argv:
+        argv += ["--only", VSPHERE_STAGES]
+    return main(argv)

@@ -1,0 +1,220 @@
+"""Node facts, pyinfra style: each fact is the shell `command` that reads it
+and a `process(output)` that parses it. All facts of a node are read in one
+SSH command (sections between markers), so observing costs one round trip.
+Parsers are tested on output captured from a real lab VM (tests/unit/fixtures).
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.guest import layout
+
+MARKER = "### vsa-fact "
+
+
+@dataclass(frozen=True)
+class Disk:
+    name: str
+    hctl: str
+    size: int
+    path: str  # stable /dev/disk/by-path link (or /dev/NAME when none)
+    signature: str | None  # filesystem / partition table / RAID signature blkid finds
+
+
+class Disks:
+    """The VM's disks other than the OS disk, in SCSI address order: meta, config, data.
+
+    Returns [Disk, ...]. The OS disk is the one holding / (or a partition of it).
+    """
+
+    command = (
+        "lsblk -J -b -o NAME,HCTL,SIZE,TYPE,MOUNTPOINT,PKNAME; echo '#by-path'; "
+        'for link in /dev/disk/by-path/*; do [ -e "$link" ] && echo "$link $(readlink -f $link)"; done; '
+        "echo '#signatures'; for dev in /sys/block/sd*; do d=/dev/${dev##*/}; "
+        "echo \"$d $(blkid -p -s TYPE -s PTTYPE -o value $d 2>/dev/null | tr '\\n' ' ')\"; done"
+    )
+
+    def process(self, output: str) -> list[Disk]:
+        tree, rest = output.split("#by-path", 1)
+        links_text, signatures_text = rest.split("#signatures", 1)
+        links = {}
+        for line in links_text.split("\n"):
+            if line.strip():
+                link, target = line.split()
+                if "-part" not in link:
+                    links.setdefault(target, link)
+        signatures = {}
+        for line in signatures_text.split("\n"):
+            if line.strip():
+                device, *found = line.split()
+                signatures[device] = " ".join(found) or None
+        devices = json.loads(tree)["blockdevices"]
+        disks = [device for device in devices if device["type"] == "disk" and device["name"].startswith("sd")]
+        os_disk = next((disk["name"] for disk in disks if _holds_root(disk)), None)
+        data = sorted(
+            (disk for disk in disks if disk["name"] != os_disk), key=lambda disk: _hctl_key(disk["hctl"])
+        )
+        return [
+            Disk(
+                name=disk["name"],
+                hctl=disk["hctl"],
+                size=int(disk["size"]),
+                path=links.get(f"/dev/{disk['name']}", f"/dev/{disk['name']}"),
+                signature=signatures.get(f"/dev/{disk['name']}"),
+            )
+            for disk in data
+        ]
+
+
+def _holds_root(device: dict[str, Any]) -> bool:
+    if device.get("mountpoint") == "/":
+        return True
+    return any(_holds_root(child) for child in device.get("children") or [])
+
+
+def _hctl_key(hctl: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in hctl.split(":"))
+
+
+@dataclass(frozen=True)
+class DrbdState:
+    cs: str  # connection state, e.g. Connected, WFConnection, StandAlone
+    ro: str  # roles, e.g. Primary/Secondary
+    ds: str  # disk states, e.g. UpToDate/UpToDate
+    oos: int  # KiB out of sync
+
+
+class ProcDrbd:
+    """/proc/drbd (DRBD 8.4): {minor: DrbdState}; {} when the module is not loaded."""
+
+    command = "cat /proc/drbd 2>/dev/null || true"
+    _line = re.compile(r"^\s*(\d+): cs:(\S+) ro:(\S+) ds:(\S+)")
+
+    def process(self, output: str) -> dict[int, DrbdState]:
+        states: dict[int, DrbdState] = {}
+        minor = None
+        for line in output.splitlines():
+            if match := self._line.match(line):
+                minor = int(match.group(1))
+                states[minor] = DrbdState(match.group(2), match.group(3), match.group(4), 0)
+            elif minor is not None and (oos := re.search(r"oos:(\d+)", line)):
+                states[minor] = DrbdState(**{**states[minor].__dict__, "oos": int(oos.group(1))})
+        return states
+
+
+class DrbdMetadata:
+    """Whether valid DRBD metadata exists in each resource's slot on the meta disk:
+    {resource name: bool}. Read with drbdmeta, so it works before any config exists."""
+
+    def __init__(self, meta_path: str | None):
+        self.meta_path = meta_path
+
+    @property
+    def command(self) -> str:
+        if self.meta_path is None:
+            return "true"
+        checks = [
+            f"drbdmeta --force {r.minor} v08 '{self.meta_path}' {r.meta_index} get-gi >/dev/null 2>&1; "
+            f"echo {r.name} $?"
+            for r in layout.RESOURCES
+        ]
+        return "; ".join(checks)
+
+    def process(self, output: str) -> dict[str, bool]:
+        found = {}
+        for line in output.splitlines():
+            if line.strip():
+                name, code = line.split()
+                found[name] = code == "0"
+        return found
+
+
+class FileHashes:
+    """sha256 and mode of each managed file: {path: (sha256, mode)}; absent files are left out."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+
+    @property
+    def command(self) -> str:
+        quoted = " ".join(self.paths)
+        line = "$(sha256sum < $f | cut -d' ' -f1) $(stat -c %a $f) $f"
+        return f'for f in {quoted}; do [ -f $f ] && echo "{line}"; done; true'
+
+    def process(self, output: str) -> dict[str, tuple[str, int]]:
+        hashes = {}
+        for line in output.splitlines():
+            if line.strip():
+                digest, mode, path = line.split(maxsplit=2)
+                hashes[path] = (digest, int(mode, 8))
+        return hashes
+
+
+@dataclass(frozen=True)
+class Services:
+    heartbeat_active: bool
+    heartbeat_enabled: bool
+    config_mounted: bool
+    vip_here: bool
+    target_running: bool
+    dopd_ready: bool
+
+
+class ServicesFact:
+    """Heartbeat, the config volume, the VIP, the target and dopd's helper permissions."""
+
+    def __init__(self, vip: str):
+        self.vip = vip
+
+    @property
+    def command(self) -> str:
+        return (
+            "echo heartbeat_active $(systemctl is-active heartbeat); "
+            "echo heartbeat_enabled $(systemctl is-enabled heartbeat 2>/dev/null); "
+            f"echo config_mounted $(findmnt -n {layout.CONFIG_MOUNT} >/dev/null && echo yes || echo no); "
+            f"echo vip_here $(ip -o -4 addr show | grep -q ' {self.vip}/' && echo yes || echo no); "
+            f"echo target_running $(/etc/ha.d/resource.d/{layout.TARGET_SCRIPT} status 2>/dev/null "
+            "|| echo stopped); "
+            "echo dopd_ready "
+            "$(stat -c %a:%G /usr/sbin/drbdmeta /lib/drbd/drbdsetup-84 | sort -u | tr '\\n' ' ')"
+        )
+
+    def process(self, output: str) -> Services:
+        values = dict(line.split(" ", 1) for line in output.splitlines() if " " in line)
+        return Services(
+            heartbeat_active=values.get("heartbeat_active", "").strip() == "active",
+            heartbeat_enabled=values.get("heartbeat_enabled", "").strip() == "enabled",
+            config_mounted=values.get("config_mounted", "").strip() == "yes",
+            vip_here=values.get("vip_here", "").strip() == "yes",
+            target_running=values.get("target_running", "").strip() == "running",
+            dopd_ready=values.get("dopd_ready", "").strip() == "4750:haclient",
+        )
+
+
+@dataclass
+class NodeFacts:
+    disks: list[Disk]
+    drbd: dict[int, DrbdState]
+    metadata: dict[str, bool]
+    files: dict[str, tuple[str, int]]
+    services: Services
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def script(facts: dict[str, Any]) -> str:
+    """One shell script printing every fact's output after its marker."""
+    return "; ".join(f"echo '{MARKER}{name}'; {fact.command}" for name, fact in facts.items())
+
+
+def split(output: str) -> dict[str, str]:
+    sections: dict[str, str] = {}
+    name = None
+    for line in output.splitlines(keepends=True):
+        if line.startswith(MARKER):
+            name = line[len(MARKER) :].strip()
+            sections[name] = ""
+        elif name is not None:
+            sections[name] += line
+    return sections

@@ -1,0 +1,152 @@
+"""The `guest` stage: observe the two storage nodes over SSH, diff, apply.
+
+It needs no vSphere: nodes are reached at their iSCSI addresses, their host
+keys pinned from the state folder. Generated secrets (DRBD shared secret,
+heartbeat authkeys, CHAP) come from the state folder and are never rotated.
+"""
+
+from importlib import resources
+
+from orchestrator.changes import Attr, Change, Problem
+from orchestrator.guest import apply as guest_apply
+from orchestrator.guest import diff as guest_diff
+from orchestrator.guest import layout
+from orchestrator.guest.diff import Desired, devices
+from orchestrator.guest.facts import (
+    MARKER,
+    Disks,
+    DrbdMetadata,
+    FileHashes,
+    NodeFacts,
+    ProcDrbd,
+    ServicesFact,
+    script,
+    split,
+)
+from orchestrator.guest.render import NodeFile, Secrets, lun_serial, node_files
+from orchestrator.guest.ssh import GuestError, NodeShell
+from orchestrator.plan import Plan
+
+SCRIPT_PATH = f"/etc/ha.d/resource.d/{layout.TARGET_SCRIPT}"
+BOOT_WAIT_S = 300.0  # a storage VM the vms stage just powered on boots (slowly under emulation)
+
+
+def _pending(node: str) -> Change:
+    return Change(
+        stage="guest",
+        action="create",
+        resource=f"node {node}",
+        attrs=[
+            Attr("configuration", None, "DRBD, heartbeat and the iSCSI target, once the VM answers on SSH")
+        ],
+    )
+
+
+class GuestStage:
+    name = "guest"
+    needs_vsphere = False
+
+    def __init__(self) -> None:
+        self.shells: dict[str, NodeShell] = {}
+        self.desired: dict[str, Desired] = {}
+
+    def plan(self, ctx) -> tuple[list[Change], list[Problem]]:
+        plan = ctx.plan
+        secrets = Secrets(
+            drbd=ctx.secret("drbd"),
+            heartbeat=ctx.secret("heartbeat"),
+            chap=ctx.secret("chap") if plan.target.chap else None,
+        )
+        unreachable = []
+        facts = {}
+        for node in plan.storage_nodes:
+            try:
+                facts[node.node] = self._observe(ctx, node)
+            except GuestError:
+                if not ctx.dry_run:
+                    raise
+                unreachable.append(node.node)  # not booted yet: the vms stage runs first
+        if unreachable:
+            return [_pending(node) for node in unreachable], []
+        problems = [p for node, f in facts.items() for p in guest_diff.disk_problems(plan, node, f)]
+        if problems:
+            return [], problems
+        self.desired = desired_state(plan, secrets, {node: devices(f) for node, f in facts.items()})
+        changes, problems = guest_diff.diff(plan, self.desired, facts)
+        starts = [change for change in changes if {"start", "restart"} & set(change.steps)]
+        if starts:
+            starts[-1].params["wait_serving"] = True
+        return changes, problems
+
+    def _observe(self, ctx, node) -> NodeFacts:
+        plan: Plan = ctx.plan
+        shell = self.shells.get(node.node)
+        if shell is None:
+            key = (plan.base_dir / plan.storage_vm.ssh_key).expanduser()
+            shell = NodeShell(
+                node.node,
+                str(node.iscsi_ip),
+                plan.storage_vm.ssh_user,
+                key,
+                ctx.state.host_key(node.node),
+                wait_s=0 if ctx.dry_run else BOOT_WAIT_S,
+            )
+            self.shells[node.node] = shell
+        disks = Disks().process(shell.run(Disks.command).out)
+        paths = [*_managed_paths(plan)]
+        facts = {
+            "drbd": ProcDrbd(),
+            "metadata": DrbdMetadata(disks[0].path if disks else None),
+            "files": FileHashes(paths),
+            "services": ServicesFact(str(plan.network.vip)),
+        }
+        extra = (
+            f"echo '{MARKER}target_definition'; "
+            f"[ -f {layout.TARGET_DEFINITION} ] && sha256sum < {layout.TARGET_DEFINITION} | cut -d' ' -f1; "
+            f"echo '{MARKER}split_brain'; dmesg 2>/dev/null | grep -c 'Split-Brain detected' || true"
+        )
+        sections = split(shell.run(script(facts) + "; " + extra).out)
+        parsed = {name: fact.process(sections.get(name, "")) for name, fact in facts.items()}
+        for resource in layout.RESOURCES:
+            state = parsed["drbd"].get(resource.minor)
+            if state is not None and not state.ds.startswith("Diskless"):
+                parsed["metadata"][resource.name] = True  # attached: drbdmeta cannot read it, it exists
+        split_brains = int((sections.get("split_brain") or "0").strip() or 0)
+        return NodeFacts(
+            disks=disks,
+            drbd=parsed["drbd"],
+            metadata=parsed["metadata"],
+            files=parsed["files"],
+            services=parsed["services"],
+            extra={
+                "target_definition": (sections.get("target_definition") or "").strip() or None,
+                **{f"split_brain_{r.minor}": split_brains > 0 for r in layout.RESOURCES},
+            },
+        )
+
+    def apply(self, ctx, change: Change) -> None:
+        guest_apply.apply(ctx.plan, change, self.shells, self.desired, ctx.reporter)
+
+    def close(self) -> None:
+        for shell in self.shells.values():
+            shell.close()
+        self.shells.clear()
+
+
+def _managed_paths(plan: Plan) -> list[str]:
+    """The managed files' paths (they do not depend on secrets or devices)."""
+    dummy = {node.node: {role: "" for role in guest_diff.DISK_ROLES} for node in plan.storage_nodes}
+    return [*node_files(plan, Secrets("", "", ""), dummy), SCRIPT_PATH]
+
+
+def desired_state(
+    plan: Plan, secrets: Secrets, node_devices: dict[str, dict[str, str]]
+) -> dict[str, Desired]:
+    files = node_files(plan, secrets, node_devices)
+    if plan.target.kind == "lio":
+        script_text = (
+            resources.files("orchestrator.guest").joinpath("files", layout.TARGET_SCRIPT).read_text()
+        )
+        files[SCRIPT_PATH] = NodeFile(script_text, 0o755, False, "heartbeat")
+    definition = guest_apply.target_definition(plan, lun_serial(plan), secrets.chap)
+    return {node.node: Desired(files=files, target_definition=definition) for node in plan.storage_nodes}
