@@ -73,6 +73,10 @@ def _heartbeat(verb: str) -> Callable[[Plan, Change, NodeShell, Desired], None]:
     return step
 
 
+def _enable_drbd(plan: Plan, change: Change, shell: NodeShell, desired: Desired) -> None:
+    shell.run("systemctl enable drbd")
+
+
 def _target_definition(plan: Plan, change: Change, shell: NodeShell, desired: Desired) -> None:
     shell.write_file(layout.TARGET_DEFINITION, desired.target_definition, 0o600)
 
@@ -89,6 +93,7 @@ _STEPS = {
     "adjust": _drbdadm("adjust", "adjust"),
     "connect": _drbdadm("connect", "connect"),
     "enable": _heartbeat("enable"),
+    "enable_drbd": _enable_drbd,
     "start": _heartbeat("start"),
     "restart": _heartbeat("restart"),
     "target_definition": _target_definition,

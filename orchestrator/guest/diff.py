@@ -206,6 +206,10 @@ def _node_services(node: str, desired: Desired, facts: NodeFacts, fresh: bool) -
     attrs: list[Attr] = []
     steps: list[str] = []
     services = facts.services
+    if not services.drbd_enabled:
+        # A rebooted node brings its DRBD resources up as Secondary by itself and resyncs.
+        attrs.append(Attr("drbd at boot", False, True))
+        steps.append("enable_drbd")
     if not services.heartbeat_enabled:
         attrs.append(Attr("heartbeat enabled", False, True))
         steps.append("enable")

@@ -156,6 +156,7 @@ class FileHashes:
 class Services:
     heartbeat_active: bool
     heartbeat_enabled: bool
+    drbd_enabled: bool
     config_mounted: bool
     vip_here: bool
     target_running: bool
@@ -173,6 +174,7 @@ class ServicesFact:
         return (
             "echo heartbeat_active $(systemctl is-active heartbeat); "
             "echo heartbeat_enabled $(systemctl is-enabled heartbeat 2>/dev/null); "
+            "echo drbd_enabled $(systemctl is-enabled drbd 2>/dev/null); "
             f"echo config_mounted $(findmnt -n {layout.CONFIG_MOUNT} >/dev/null && echo yes || echo no); "
             f"echo vip_here $(ip -o -4 addr show | grep -q ' {self.vip}/' && echo yes || echo no); "
             f"echo target_running $(/etc/ha.d/resource.d/{layout.TARGET_SCRIPT} status 2>/dev/null "
@@ -186,6 +188,7 @@ class ServicesFact:
         return Services(
             heartbeat_active=values.get("heartbeat_active", "").strip() == "active",
             heartbeat_enabled=values.get("heartbeat_enabled", "").strip() == "enabled",
+            drbd_enabled=values.get("drbd_enabled", "").strip() == "enabled",
             config_mounted=values.get("config_mounted", "").strip() == "yes",
             vip_here=values.get("vip_here", "").strip() == "yes",
             target_running=values.get("target_running", "").strip() == "running",

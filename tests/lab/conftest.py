@@ -116,7 +116,11 @@ def lab_network(_lab_host: None) -> Iterator[None]:
 
 @pytest.fixture
 def lab_plan(tmp_path: Path) -> Plan:
-    folder = tmp_path / "lab"
+    return write_lab_plan(tmp_path / "lab")
+
+
+def write_lab_plan(folder: Path) -> Plan:
+    """The lab plan and its admin SSH key pair in a new folder."""
     folder.mkdir()
     key = new_ed25519_key("vsa-lab-admin")
     (folder / "id_ed25519").write_text(key.private_openssh)

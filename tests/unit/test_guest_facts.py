@@ -53,7 +53,7 @@ def test_services_on_the_active_and_the_standby_node():
     fact = ServicesFact("10.11.55.50")
     active = fact.process(fixture("services_active.txt"))
     assert active.heartbeat_active and active.config_mounted and active.vip_here and active.target_running
-    assert active.dopd_ready
+    assert active.dopd_ready and active.drbd_enabled
     standby = fact.process(fixture("services_standby.txt"))
     assert standby.heartbeat_active and not standby.config_mounted and not standby.vip_here
     assert not standby.target_running
