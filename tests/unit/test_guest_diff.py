@@ -1,0 +1,124 @@
+"""The guest diff's safety interlocks, on node facts shaped like the lab's
+(tests/unit/fixtures), without a VM: what may be created, what is refused."""
+
+from dataclasses import replace
+
+from orchestrator.guest import layout
+from orchestrator.guest.diff import diff, sha256
+from orchestrator.guest.facts import Disk, DrbdState, NodeFacts, Services
+from orchestrator.guest.render import Secrets
+from orchestrator.guest.stage import desired_state
+from orchestrator.plan import load_plan
+from tests.unit.conftest import EXAMPLE_PLAN
+
+PLAN = load_plan(EXAMPLE_PLAN)
+NODES = [node.node for node in PLAN.storage_nodes]
+DISKS = [
+    Disk("sdb", "2:0:1:0", 2**30, "/dev/disk/by-path/pci-0000:00:03.0-scsi-0:0:1:0", None),
+    Disk("sdc", "2:0:2:0", 2**30, "/dev/disk/by-path/pci-0000:00:03.0-scsi-0:0:2:0", None),
+    Disk("sdd", "2:0:3:0", 50 * 2**30, "/dev/disk/by-path/pci-0000:00:03.0-scsi-0:0:3:0", None),
+]
+DEVICES = {node: {"meta": DISKS[0].path, "config": DISKS[1].path, "data": DISKS[2].path} for node in NODES}
+DESIRED = desired_state(PLAN, Secrets("d" * 16, "h" * 16, "c" * 16), DEVICES)
+STOPPED = Services(False, False, False, False, False, False, False)
+RUNNING = Services(True, True, True, False, False, False, True)
+CONNECTED = {
+    r.minor: DrbdState("Connected", "Secondary/Secondary", "UpToDate/UpToDate", 0) for r in layout.RESOURCES
+}
+
+
+def fresh() -> NodeFacts:
+    return NodeFacts(disks=list(DISKS), drbd={}, metadata={}, files={}, services=STOPPED)
+
+
+def healthy(node: str, active: bool) -> NodeFacts:
+    files = {path: (sha256(file.content), file.mode) for path, file in DESIRED[node].files.items()}
+    services = replace(RUNNING, config_mounted=active, vip_here=active, target_running=active)
+    return NodeFacts(
+        disks=[replace(disk, signature=None) for disk in DISKS],
+        drbd=dict(CONNECTED),
+        metadata={r.name: True for r in layout.RESOURCES},
+        files=files,
+        services=services,
+        extra={"target_definition": sha256(DESIRED[node].target_definition) if active else None},
+    )
+
+
+def test_two_fresh_nodes_get_a_first_creation():
+    changes, problems = diff(PLAN, DESIRED, {node: fresh() for node in NODES})
+    assert problems == []
+    assert [change.resource for change in changes] == [
+        "node node1 files",
+        "node node2 files",
+        "drbd",
+        "node node1 services",
+        "node node2 services",
+    ]
+    assert changes[2].steps == ["create_md", "up", "skip_sync", "config_fs"]
+
+
+def test_a_healthy_pair_has_nothing_to_do():
+    assert diff(PLAN, DESIRED, {"node1": healthy("node1", True), "node2": healthy("node2", False)}) == (
+        [],
+        [],
+    )
+
+
+def test_a_data_disk_holding_a_filesystem_is_refused_naming_node_and_disk():
+    node2 = fresh()
+    node2.disks[2] = replace(node2.disks[2], signature="ext4")
+    changes, problems = diff(PLAN, DESIRED, {"node1": fresh(), "node2": node2})
+    assert changes == []
+    [problem] = problems
+    assert problem.resource == "node node2"
+    assert (
+        DISKS[2].path in problem.message
+        and "ext4" in problem.message
+        and "never overwritten" in problem.message
+    )
+
+
+def test_existing_metadata_is_adopted_never_recreated():
+    node1 = healthy("node1", True)
+    node2 = healthy("node2", False)
+    node2.drbd = {}  # rebooted: resources down, metadata still on the meta disk
+    changes, problems = diff(PLAN, DESIRED, {"node1": node1, "node2": node2})
+    assert problems == []
+    [change] = changes
+    assert change.steps == ["up"]
+    assert change.params["create_md"] == []
+    assert all(change.resource != "drbd" for change in changes)
+
+
+def test_a_replaced_node_with_empty_disks_gets_metadata_and_a_full_resync():
+    node2 = healthy("node2", False)
+    node2.metadata = {}
+    node2.drbd = {}
+    changes, problems = diff(PLAN, DESIRED, {"node1": healthy("node1", True), "node2": node2})
+    assert problems == []
+    assert changes[0].params["create_md"] == [r.name for r in layout.RESOURCES]
+    assert all(change.resource != "drbd" for change in changes)  # no forced primary, no skipped sync
+
+
+def test_split_brain_is_reported_never_resolved():
+    node2 = healthy("node2", False)
+    node2.drbd = {
+        **CONNECTED,
+        layout.LUN.minor: DrbdState("StandAlone", "Secondary/Unknown", "UpToDate/DUnknown", 0),
+    }
+    node2.extra[f"split_brain_{layout.LUN.minor}"] = True
+    changes, problems = diff(PLAN, DESIRED, {"node1": healthy("node1", True), "node2": node2})
+    assert changes == []
+    [problem] = problems
+    assert "split brain" in problem.message and "never guesses" in problem.message
+    assert problem.resource == "node node2"
+
+
+def test_secret_files_show_redacted():
+    changes, _ = diff(PLAN, DESIRED, {node: fresh() for node in NODES})
+    sensitive = [attr for attr in changes[0].attrs if attr.sensitive]
+    assert {attr.name for attr in sensitive} == {
+        "/etc/drbd.d/iscsi.config.res",
+        "/etc/drbd.d/iscsi.target.0.res",
+        "/etc/ha.d/authkeys",
+    }
