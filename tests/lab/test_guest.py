@@ -154,6 +154,27 @@ def test_drift_is_healed(cluster):
     wait_for(lambda: on(plan, standby, "cat /proc/drbd").count("cs:Connected") == 2, 60)
 
 
+def test_lun_or_chap_removed_from_the_target_is_healed(cluster):
+    plan, _ = cluster
+    active = "node1" if "10.11.55.50/" in on(plan, "node1", "ip -o -4 addr") else "node2"
+    lookup = (
+        "from rtslib_fb import Target, FabricModule; "
+        f"t = Target(FabricModule('iscsi'), '{plan.iqn}', mode='lookup'); "
+    )
+    on(plan, active, f'python3 -c "{lookup}[lun.delete() for tpg in t.tpgs for lun in tpg.luns]"')
+    shown = vsa(plan, "--dry-run")
+    assert shown.returncode == 2 and "~ iSCSI target: stopped -> running" in shown.stdout
+    assert vsa(plan, "--yes").returncode == 0
+    assert (
+        f"Unit Serial Number:[{lun_serial(plan)}]"
+        in initiator(plan, "iscsi-inq", "-e", "1", "-c", "128").stdout
+    )
+    on(plan, active, f"python3 -c \"{lookup}[tpg.set_attribute('authentication', '0') for tpg in t.tpgs]\"")
+    assert vsa(plan, "--dry-run").returncode == 2
+    assert vsa(plan, "--yes").returncode == 0
+    assert vsa(plan, "--dry-run").returncode == 0
+
+
 def test_hard_failover_loses_no_acknowledged_write(cluster):
     plan, vms = cluster
     acknowledged = []
