@@ -60,7 +60,7 @@ def _create_md(plan: Plan, change: Change, shell: NodeShell, desired: Desired) -
 
 def _drbdadm(verb: str, key: str) -> Callable[[Plan, Change, NodeShell, Desired], None]:
     def step(plan: Plan, change: Change, shell: NodeShell, desired: Desired) -> None:
-        for name in change.params.get(key) or ["all"]:
+        for name in change.params[key]:
             shell.run(f"drbdadm {verb} {name}")
 
     return step

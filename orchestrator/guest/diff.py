@@ -28,7 +28,7 @@ DISK_ROLES = ("meta", "config", "data")
 
 @dataclass(frozen=True)
 class Desired:
-    files: dict[str, NodeFile]  # per node the same except device paths, so keyed per node below
+    files: dict[str, NodeFile]  # path -> file this node must hold
     target_definition: str  # JSON kept on the config volume
 
 
@@ -150,22 +150,19 @@ def _node_files(node: str, desired: Desired, facts: dict[str, NodeFacts], fresh:
     if create_md:
         steps.append("create_md")
     up, adjust, connect = [], [], []
-    drbd_files = {f"/etc/drbd.d/{r.name}.res" for r in layout.RESOURCES}
-    for resource in layout.RESOURCES:
+    for resource in [] if fresh else layout.RESOURCES:
         state = node_facts.drbd.get(resource.minor)
-        if fresh:
-            continue
         if state is None or state.cs == "Unconfigured":
             attrs.append(Attr(f"drbd {resource.name}", "down", "up"))
             up.append(resource.name)
         elif f"/etc/drbd.d/{resource.name}.res" in writes:
-            adjust.append(resource.name)
+            adjust.append(resource.name)  # a running resource takes changed settings online
         elif state.cs == "StandAlone":
             attrs.append(Attr(f"drbd {resource.name}", "StandAlone", "connected (resync follows)"))
             connect.append(resource.name)
     if up:
         steps.append("up")
-    if adjust or (writes and drbd_files & set(writes) and not fresh and not up):
+    if adjust:
         steps.append("adjust")
     if connect:
         steps.append("connect")
@@ -177,7 +174,14 @@ def _node_files(node: str, desired: Desired, facts: dict[str, NodeFacts], fresh:
         resource=f"node {node} files",
         attrs=attrs,
         steps=steps,
-        params={"node": node, "write": writes, "create_md": create_md, "up": up, "connect": connect},
+        params={
+            "node": node,
+            "write": writes,
+            "create_md": create_md,
+            "up": up,
+            "adjust": adjust,
+            "connect": connect,
+        },
     )
 
 
