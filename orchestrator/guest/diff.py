@@ -36,6 +36,15 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def stale_files(desired: Desired, facts: NodeFacts) -> list[str]:
+    """Managed files whose content or mode differs from what the node should hold."""
+    return [
+        path
+        for path, file in desired.files.items()
+        if facts.files.get(path) != (sha256(file.content), file.mode)
+    ]
+
+
 def devices(facts: NodeFacts) -> dict[str, str] | None:
     """role -> stable device path, or None when the VM lacks its three data disks."""
     if len(facts.disks) < len(DISK_ROLES):
@@ -129,15 +138,12 @@ def _split_brain(facts: dict[str, NodeFacts]) -> list[Problem]:
 def _node_files(node: str, desired: Desired, facts: dict[str, NodeFacts], fresh: bool) -> Change | None:
     node_facts = facts[node]
     attrs: list[Attr] = []
-    writes = []
-    for path, file in desired.files.items():
-        current = node_facts.files.get(path)
-        wanted = (sha256(file.content), file.mode)
-        if current != wanted:
-            before = None if current is None else f"sha256 {current[0][:12]}, mode {oct(current[1])}"
-            after = f"sha256 {wanted[0][:12]}, mode {oct(wanted[1])}"
-            attrs.append(Attr(path, before, after, sensitive=file.sensitive))
-            writes.append(path)
+    writes = stale_files(desired, node_facts)
+    for path in writes:
+        file, current = desired.files[path], node_facts.files.get(path)
+        before = None if current is None else f"sha256 {current[0][:12]}, mode {oct(current[1])}"
+        after = f"sha256 {sha256(file.content)[:12]}, mode {oct(file.mode)}"
+        attrs.append(Attr(path, before, after, sensitive=file.sensitive))
     steps = ["write"] if writes else []
     if not node_facts.services.dopd_ready:
         attrs.append(Attr("dopd may call drbdsetup/drbdmeta", None, "root:haclient 4750"))
@@ -220,11 +226,7 @@ def _node_services(node: str, desired: Desired, facts: NodeFacts, fresh: bool) -
     if not services.heartbeat_active:
         attrs.append(Attr("heartbeat", "stopped", "running"))
         steps.append("start")
-    elif {"/etc/ha.d/ha.cf", "/etc/ha.d/authkeys", "/etc/ha.d/haresources"} & set(
-        path
-        for path in desired.files
-        if facts.files.get(path) != (sha256(desired.files[path].content), desired.files[path].mode)
-    ):
+    elif any(desired.files[path].service == "heartbeat" for path in stale_files(desired, facts)):
         attrs.append(
             Attr("heartbeat", "running", "restarted (configuration changed; resources move briefly)")
         )

@@ -32,7 +32,7 @@ class NodeFile:
     content: str
     mode: int
     sensitive: bool
-    service: str  # what must reload when it changes: "drbd", "heartbeat", "hosts"
+    service: str  # what it configures: "drbd", "heartbeat" (restarted when it changes), "hosts", "target"
 
 
 def lun_serial(plan: Plan) -> str:

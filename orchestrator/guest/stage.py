@@ -147,6 +147,6 @@ def desired_state(
         script_text = (
             resources.files("orchestrator.guest").joinpath("files", layout.TARGET_SCRIPT).read_text()
         )
-        files[SCRIPT_PATH] = NodeFile(script_text, 0o755, False, "heartbeat")
+        files[SCRIPT_PATH] = NodeFile(script_text, 0o755, False, "target")
     definition = guest_apply.target_definition(plan, lun_serial(plan), secrets.chap)
     return {node.node: Desired(files=files, target_definition=definition) for node in plan.storage_nodes}

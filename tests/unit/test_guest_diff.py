@@ -122,3 +122,17 @@ def test_secret_files_show_redacted():
         "/etc/drbd.d/iscsi.target.0.res",
         "/etc/ha.d/authkeys",
     }
+
+
+def test_only_heartbeat_files_restart_heartbeat():
+    node1 = healthy("node1", True)
+    node1.files["/etc/ha.d/ha.cf"] = ("0" * 64, 0o644)
+    [files, services] = diff(PLAN, DESIRED, {"node1": node1, "node2": healthy("node2", False)})[0]
+    assert files.params["write"] == ["/etc/ha.d/ha.cf"]
+    assert services.steps == ["restart"]
+
+    node1 = healthy("node1", True)
+    node1.files["/etc/hosts"] = ("0" * 64, 0o644)
+    node1.files.pop("/etc/ha.d/resource.d/vsa-target")
+    [files] = diff(PLAN, DESIRED, {"node1": node1, "node2": healthy("node2", False)})[0]
+    assert files.params["write"] == ["/etc/hosts", "/etc/ha.d/resource.d/vsa-target"]
