@@ -20,7 +20,8 @@ from pathlib import Path
 
 from orchestrator.lab.simulator import LabError
 
-NAMESPACE = "vsa-lab"
+# VSA_LAB_NS gives a second lab (a developer's, beside the tests') its own namespace.
+NAMESPACE = os.environ.get("VSA_LAB_NS", "vsa-lab")
 INSTALL_HINT = "run scripts/install-lab-deps (as root) or apt-get install"
 _CLONE_NEWNET = 0x40000000
 
