@@ -14,7 +14,7 @@ import (
 )
 
 // The storage data path model. The test harness registers iSCSI portals
-// (portals.go); each host's software iSCSI adapter logs in to them on
+// (portals.go), or in lab mode real portals answer (lab_probe.go); each host's software iSCSI adapter logs in to them on
 // rescan; LUNs carry VMFS volumes (vmfs.go). One mutex, storage.mu, guards
 // all of it and is also the lock vcsim takes for our HostStorageSystem and
 // HostDatastoreSystem objects, so property reads of those are consistent.
@@ -270,21 +270,28 @@ func (h *hostStorage) rescanIscsi() {
 	}
 	seen := map[string]bool{}
 	for _, st := range h.targets {
-		p, ok := storage.portals[st.address]
-		if !ok || p.Port != st.port || !login(h.effectiveAuth(st), p) {
-			continue
+		var found []path
+		p, registered := storage.portals[st.address]
+		switch {
+		case registered && p.Port == st.port && login(h.effectiveAuth(st), p):
+			found = []path{{address: p.Address, port: p.Port, iqn: p.IQN, naa: p.NAA}}
+		case !registered && labMode():
+			found = h.probedPaths(st) // a real portal (lab_probe.go)
 		}
-		id := fmt.Sprintf("%s:%d/%s", p.Address, p.Port, p.IQN)
-		if seen[id] {
-			continue
+		for _, fp := range found {
+			id := fmt.Sprintf("%s:%d/%s", fp.address, fp.port, fp.iqn)
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			n, ok := h.targetN[fp.iqn]
+			if !ok {
+				n = int32(len(h.targetN))
+				h.targetN[fp.iqn] = n
+			}
+			fp.target = n
+			h.paths = append(h.paths, fp)
 		}
-		seen[id] = true
-		n, ok := h.targetN[p.IQN]
-		if !ok {
-			n = int32(len(h.targetN))
-			h.targetN[p.IQN] = n
-		}
-		h.paths = append(h.paths, path{address: p.Address, port: p.Port, iqn: p.IQN, naa: p.NAA, target: n})
 	}
 	sort.Slice(h.paths, func(i, j int) bool { return h.paths[i].target < h.paths[j].target })
 }

@@ -29,6 +29,7 @@ type config struct {
 	stateDir string
 	extraVMs int
 	apiType  string
+	labHook  string
 }
 
 // simInfo is the contract written to DIR/sim.json and printed on stdout.
@@ -62,6 +63,8 @@ func main() {
 	flag.IntVar(&cfg.extraVMs, "extra-vms", 0, "number of unrelated powered-off VMs to add")
 	flag.StringVar(&cfg.apiType, "api-type", "VirtualCenter",
 		"about.apiType to report: VirtualCenter, or HostAgent to pose as an ESXi host (same inventory)")
+	flag.StringVar(&cfg.labHook, "lab-hook", "",
+		"lab mode: command (JSON array or whitespace-separated) that drives real VMs and probes iSCSI portals; see lab_hook.go")
 	flag.Parse()
 
 	log.SetPrefix("vsa-vcsim: ")
@@ -88,6 +91,9 @@ func run(cfg config) error {
 		return err
 	}
 	cfg.stateDir = dir
+	if hook, err = parseHook(cfg.labHook); err != nil {
+		return err
+	}
 
 	model := simulator.VPX()
 	model.Autostart = false

@@ -74,13 +74,21 @@ class RunningSim:
 
 
 def start_simulator(
-    state_dir: Path, extra_vms: int = 0, log_path: Path | None = None, api_type: str = "VirtualCenter"
+    state_dir: Path,
+    extra_vms: int = 0,
+    log_path: Path | None = None,
+    api_type: str = "VirtualCenter",
+    lab_hook: list[str] | None = None,
+    prefix: list[str] | None = None,
 ) -> RunningSim:
-    """Start a simulator; api_type "HostAgent" makes it answer as an ESXi host would."""
+    """Start a simulator; api_type "HostAgent" makes it answer as an ESXi host would.
+    lab_hook (argv) puts it in lab mode (sim/lab_hook.go); prefix runs it
+    through another command (`ip netns exec NS`: inside the lab namespace)."""
     binary = build_simulator()
     state_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_path or state_dir / "sim.log", "ab")  # noqa: SIM115 - handed to the child
     command = [
+        *(prefix or []),
         str(binary),
         "-listen",
         "127.0.0.1:0",
@@ -95,6 +103,8 @@ def start_simulator(
         "-api-type",
         api_type,
     ]
+    if lab_hook:
+        command += ["-lab-hook", json.dumps(lab_hook)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
     log.close()
     line = _first_line(process, START_TIMEOUT_S)

@@ -151,12 +151,15 @@ def esxi_site(tmp_path: Path, _simulator_available: None) -> Iterator[Site]:
     yield from running_site(tmp_path, "HostAgent")
 
 
-def running_site(tmp_path: Path, api_type: str) -> Iterator[Site]:
-    sim = start_simulator(tmp_path / "sim", api_type=api_type)
+def running_site(tmp_path: Path, api_type: str, lab_hook: list[str] | None = None) -> Iterator[Site]:
+    """A simulator and its lab plan; with lab_hook the simulator runs in lab
+    mode and no portal is registered (the hook answers rescans)."""
+    sim = start_simulator(tmp_path / "sim", api_type=api_type, lab_hook=lab_hook)
     plan = tmp_path / "lab" / "lab.toml"
     plan.parent.mkdir()
     write_lab_plan(sim.info, plan)
-    serve_portal(sim.info, plan)
+    if not lab_hook:
+        serve_portal(sim.info, plan)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
