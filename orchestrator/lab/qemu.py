@@ -31,6 +31,7 @@ TB_CACHE_MB = 256  # TCG's translation cache; qemu's default (1 GiB) dominates i
 class Disk:
     name: str  # file name stem and serial suffix
     size_bytes: int
+    path: Path | None = None  # an existing raw file (the lab hook's VMDK extents); default <name>.raw
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class LabVm:
         return self.directory / "os.qcow2"
 
     def disk_path(self, disk: Disk) -> Path:
-        return self.directory / f"{disk.name}.raw"
+        return disk.path or self.directory / f"{disk.name}.raw"
 
     @property
     def _pidfile(self) -> Path:
@@ -177,9 +178,11 @@ class LabVm:
             netns.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, self.os_disk])
         for disk in self.spec.disks:
             path = self.disk_path(disk)
-            if not path.exists():
-                with open(path, "wb") as handle:
-                    handle.truncate(disk.size_bytes)  # sparse
+            if disk.path is not None and not path.exists():
+                raise LabError(f"{self.spec.name}: disk file {path} is missing")
+            if not path.exists() or path.stat().st_size < disk.size_bytes:
+                with open(path, "ab") as handle:
+                    handle.truncate(disk.size_bytes)  # sparse; grown, never shrunk
 
     def _wait_gone(self, timeout: float) -> None:
         if not wait_until(lambda: self.pid() is None, timeout):
