@@ -1,4 +1,5 @@
-"""Command line: `vsa-orchestrate PLAN [options]` and `vsa-orchestrate lab up|down`.
+"""Command line: `vsa-orchestrate PLAN [options]`, `vsa-orchestrate status PLAN [--json]`
+and `vsa-orchestrate lab up|down`.
 
 Exit codes: 0 done / nothing to do, 1 error (nothing half-applied by a
 refusal), 2 changes pending (dry run).
@@ -29,7 +30,8 @@ def _plan_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vsa-orchestrate",
         description="Make a site match the plan: storage VMs, DRBD/heartbeat, iSCSI, VMFS, HA. "
-        "Other commands: `vsa-orchestrate lab up|down|status`, `vsa-orchestrate appliance build`.",
+        "Other commands: `vsa-orchestrate status PLAN [--json]`, `vsa-orchestrate lab up|down|status`, "
+        "`vsa-orchestrate appliance build`.",
     )
     parser.add_argument("plan", type=Path, help="the plan file (plan.toml)")
     parser.add_argument(
@@ -62,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         from orchestrator.lab.commands import lab_main
 
         return lab_main(argv[1:])
+    if argv and argv[0] == "status":
+        from orchestrator.status.command import status_main
+
+        return status_main(argv[1:])
     if argv and argv[0] == "appliance":
         from orchestrator.appliance.commands import appliance_main
 

@@ -1,0 +1,121 @@
+"""The guest half of `status`: each storage node read over SSH, in one command.
+
+The host key is pinned exactly as the guest stage does (the state folder, or
+the key already deployed in the VM's cloud-init userdata); nothing is ever
+generated or written. A node that does not answer at once (wait_s=0) is
+"unreachable", which is a finding, not an error.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from orchestrator.guest import layout
+from orchestrator.guest.facts import ServicesFact, script, split
+from orchestrator.guest.ssh import GuestError, NodeShell
+from orchestrator.plan import Plan, StorageNode
+from orchestrator.state import HostKey, StateDir
+from orchestrator.status.model import DrbdView, NodeView, TargetView
+from orchestrator.status.node_facts import DrbdStatus, HeartbeatResources, LioTargets
+
+
+def facts_for(plan: Plan) -> dict:
+    facts: dict = {
+        "drbd": DrbdStatus(),
+        "services": ServicesFact(str(plan.network.vip)),
+        "heartbeat": HeartbeatResources(),
+    }
+    if plan.target.kind == "lio":
+        facts["lio"] = LioTargets()
+    return facts
+
+
+def pinned_key(state: StateDir, node: str, deployed: HostKey | None) -> HostKey | None:
+    """The node's pinned host key without generating one (None: nothing to pin)."""
+    stored = state.path / "hostkeys" / f"{node}_ssh_host_ed25519_key"
+    if stored.exists() and stored.with_name(stored.name + ".pub").exists():
+        return state.host_key(node)
+    return deployed
+
+
+def read_node(plan: Plan, node: StorageNode, host_key: HostKey) -> dict[str, object]:
+    """Connect (no waiting), run the facts' one script, parse each section."""
+    key_file = (plan.base_dir / plan.storage_vm.ssh_key).expanduser()
+    shell = NodeShell(
+        node.node, str(node.iscsi_ip), plan.storage_vm.ssh_user, Path(key_file), host_key, wait_s=0
+    )
+    try:
+        facts = facts_for(plan)
+        sections = split(shell.run(script(facts), check=False).out)
+        return {name: fact.process(sections.get(name, "")) for name, fact in facts.items()}
+    finally:
+        shell.close()
+
+
+def apply_facts(view: NodeView, parsed: dict[str, object]) -> None:
+    """Fill a NodeView from parsed facts (pure; tested on captured outputs)."""
+    view.reachable = True
+    drbd = parsed["drbd"]
+    for resource in layout.RESOURCES:
+        status = drbd.get(resource.minor)
+        if status is None:
+            view.drbd.append(DrbdView(resource.name, resource.minor, configured=False))
+            continue
+        state = status.state
+        role, _, peer_role = state.ro.partition("/")
+        disk, _, peer_disk = state.ds.partition("/")
+        view.drbd.append(
+            DrbdView(
+                resource=resource.name,
+                minor=resource.minor,
+                configured=True,
+                connection=state.cs,
+                role=role,
+                peer_role=peer_role or None,
+                disk=disk,
+                peer_disk=peer_disk or None,
+                out_of_sync_kib=state.oos,
+                sync_percent=status.sync_percent,
+                sync_finish=status.finish,
+            )
+        )
+    services = parsed["services"]
+    view.heartbeat_running = services.heartbeat_active
+    view.heartbeat_resources = parsed["heartbeat"]
+    view.holds_vip = services.vip_here
+    view.config_mounted = services.config_mounted
+    view.target_running = services.target_running
+    for tpg in parsed.get("lio", []):
+        lun = next((lun for lun in tpg.luns if lun.lun == 0), tpg.luns[0] if tpg.luns else None)
+        view.targets.append(
+            TargetView(
+                iqn=tpg.iqn,
+                tpg=tpg.tpg,
+                enabled=tpg.enabled,
+                chap=tpg.authentication,
+                lun=lun.lun if lun else None,
+                device=lun.device if lun else None,
+                serial=lun.serial if lun else None,
+                naa=lun.naa if lun else None,
+            )
+        )
+
+
+def observe_nodes(plan: Plan, views: list[NodeView], keys: dict[str, HostKey | None]) -> None:
+    """Read every node that may answer, in parallel; fill `views` in place."""
+    nodes = {node.node: node for node in plan.storage_nodes}
+
+    def one(view: NodeView) -> None:
+        if view.vm_found and view.power != "poweredOn":
+            view.error = f"not read: the VM is {view.power}"
+            return
+        key = keys.get(view.node)
+        if key is None:
+            view.error = f"no pinned SSH host key for {view.node} (state folder and VM userdata have none)"
+            return
+        try:
+            apply_facts(view, read_node(plan, nodes[view.node], key))
+        except GuestError as err:
+            view.error = str(err)
+
+    with ThreadPoolExecutor(max_workers=len(views) or 1) as pool:
+        list(pool.map(one, views))
