@@ -58,6 +58,10 @@ def test_deployed_site_reads_every_host_healthy_and_the_nodes_unreachable(deploy
     assert any(line.startswith("node node1: unreachable") for line in problems)
     assert any(line.startswith("node node2: unreachable") for line in problems)
     assert not [line for line in problems if "host " in line or "cluster" in line or "datastore" in line]
+    chap = (deployed.plan.with_name("lab.toml.state") / "secrets" / "chap").read_text().strip()
+    password = deployed.plan.with_name("vsphere-password").read_text().strip()
+    shown = json.dumps(document) + status(deployed, capsys)[1]
+    assert chap not in shown and password not in shown
 
 
 def test_table_for_people_names_the_findings(deployed: Site, capsys):
