@@ -44,6 +44,21 @@ def node_findings(node: NodeView) -> list[str]:
     return found
 
 
+def dual_primary_findings(nodes: list[NodeView]) -> list[str]:
+    """Both nodes Primary on one resource: each may have written alone (split brain)."""
+    found = []
+    for resource in layout.RESOURCES:
+        primaries = [
+            node.node
+            for node in nodes
+            for drbd in node.drbd
+            if drbd.resource == resource.name and drbd.configured and drbd.role == "Primary"
+        ]
+        if len(primaries) > 1:
+            found.append(f"DRBD {resource.name} is Primary on {' and '.join(primaries)}: split brain risk")
+    return found
+
+
 def serving_findings(nodes: list[NodeView], expected: Expected) -> list[str]:
     """Who serves the LUN: exactly one node, Primary, target running as the plan says."""
     holders = [node for node in nodes if node.holds_vip]
@@ -143,6 +158,7 @@ def findings(
     ha_wanted: bool,
 ) -> list[str]:
     found = [line for node in nodes for line in node_findings(node)]
+    found += dual_primary_findings(nodes)
     found += serving_findings(nodes, expected)
     luns = sorted({host.lun for host in hosts if host.lun})
     if not expected.naa and len(luns) > 1:

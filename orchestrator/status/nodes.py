@@ -6,6 +6,7 @@ generated or written. A node that does not answer at once (wait_s=0) is
 "unreachable", which is a finding, not an error.
 """
 
+import shlex
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from orchestrator.plan import Plan, StorageNode
 from orchestrator.state import HostKey, StateDir
 from orchestrator.status.model import DrbdView, NodeView, TargetView
 from orchestrator.status.node_facts import DrbdStatus, HeartbeatResources, LioTargets
+
+READ_TIMEOUT_S = 30  # a wedged node (hung cl_status, D-state I/O) must not hang status
 
 
 def facts_for(plan: Plan) -> dict:
@@ -37,6 +40,11 @@ def pinned_key(state: StateDir, node: str, deployed: HostKey | None) -> HostKey 
     return deployed
 
 
+def read_command(facts: dict) -> str:
+    """Every fact in one read-only shell command, bounded in time."""
+    return f"timeout {READ_TIMEOUT_S} sh -c {shlex.quote(script(facts))}"
+
+
 def read_node(plan: Plan, node: StorageNode, host_key: HostKey) -> dict[str, object]:
     """Connect (no waiting), run the facts' one script, parse each section."""
     key_file = (plan.base_dir / plan.storage_vm.ssh_key).expanduser()
@@ -45,7 +53,10 @@ def read_node(plan: Plan, node: StorageNode, host_key: HostKey) -> dict[str, obj
     )
     try:
         facts = facts_for(plan)
-        sections = split(shell.run(script(facts), check=False).out)
+        result = shell.run(read_command(facts), check=False)
+        if result.code == 124:
+            raise GuestError(f"{node.node}: reading its state took longer than {READ_TIMEOUT_S} s")
+        sections = split(result.out)
         return {name: fact.process(sections.get(name, "")) for name, fact in facts.items()}
     finally:
         shell.close()

@@ -1,15 +1,16 @@
 """The guest half of `status` on outputs captured from lab VMs (tests/unit/fixtures):
 facts -> NodeView (nodes.apply_facts) -> findings (health). No VM needed."""
 
+import subprocess
 from pathlib import Path
 
-from orchestrator.guest.facts import ServicesFact
+from orchestrator.guest.facts import ServicesFact, split
 from orchestrator.plan import load_plan
 from orchestrator.status import health
 from orchestrator.status.command import expected_of
 from orchestrator.status.model import ClusterView, DatastoreView, HostView, NodeView, PathView
 from orchestrator.status.node_facts import DrbdStatus, HeartbeatResources, LioTargets
-from orchestrator.status.nodes import apply_facts
+from orchestrator.status.nodes import apply_facts, facts_for, read_command
 from tests.unit.conftest import EXAMPLE_PLAN
 
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -177,3 +178,24 @@ def test_host_findings_name_the_host():
         + NAA,
         "host esx5.demo.local: not found in the datacenter",
     ]
+
+
+def test_primary_on_both_nodes_is_a_finding():
+    other = node(
+        "node2",
+        "proc_drbd_peer_down.txt",
+        "services_standby.txt",
+        "heartbeat_rscstatus_standby.txt",
+    )
+    found = findings([active(), other])
+    assert "DRBD iscsi.config is Primary on node1 and node2: split brain risk" in found
+    assert "DRBD iscsi.target.0 is Primary on node1 and node2: split brain risk" in found
+
+
+def test_the_read_command_runs_and_yields_every_section():
+    """Run here (not a storage node): every fact's section is present and parses."""
+    facts = facts_for(PLAN)
+    result = subprocess.run(["sh", "-c", read_command(facts)], capture_output=True, text=True)
+    sections = split(result.stdout)
+    assert sorted(sections) == sorted(facts)
+    assert HeartbeatResources().process(sections["heartbeat"]) in (None, "all", "local", "foreign", "none")
