@@ -1,20 +1,29 @@
 """`vsa-orchestrate lab up|down|status`: the embedded lab.
 
-`lab up` starts the simulated vCenter (TLS, loopback) in the background and
-writes a lab plan pointing at it; running it again while the lab is up is
-harmless. `lab down` stops everything the lab started.
+`lab up` makes the lab namespace and its bridges, gets the appliance image
+(cached, or built), starts the simulated vCenter in lab mode INSIDE the
+namespace (listening on the namespace's loopback; its hook boots real qemu
+VMs and probes real iSCSI portals, see hook.py), and writes the lab plan and
+the lab config (lab.json). Running it again while the lab is up is harmless.
+The orchestrator then runs inside the namespace too:
+`ip netns exec <namespace> vsa-orchestrate <lab plan> --yes`.
+`lab down` stops the lab's VMs, the simulator, and deletes the namespace.
 """
 
 import argparse
 import json
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 
-from orchestrator.lab import netns
+from orchestrator.appliance.build import build_appliance
+from orchestrator.identity import NIC_ROLES
+from orchestrator.lab import hook, netns
 from orchestrator.lab.plan_file import lab_plan_text
-from orchestrator.lab.portal import serve_portal
-from orchestrator.lab.simulator import LabError, SimInfo, start_simulator, stop_pid
+from orchestrator.lab.qemu import qemu_pid, wait_until
+from orchestrator.lab.simulator import REPO, LabError, SimInfo, start_simulator, stop_pid
 from orchestrator.output import error_line, make_console
 from orchestrator.state import new_ed25519_key
 
@@ -29,9 +38,9 @@ def lab_main(argv: list[str]) -> int:
     console = make_console()
     try:
         if args.action == "up":
-            plan = lab_up(args.dir)
+            plan = lab_up(args.dir, say=console.print)
             console.print(f"lab is up; plan: {plan}")
-            console.print(f"next: vsa-orchestrate {plan} --yes")
+            console.print(f"next: {' '.join(netns.exec_prefix())} vsa-orchestrate {plan} --yes")
         elif args.action == "down":
             lab_down(args.dir)
             console.print("lab is down")
@@ -45,18 +54,32 @@ def lab_main(argv: list[str]) -> int:
     return 0
 
 
-def lab_up(lab_dir: Path) -> Path:
+def lab_up(lab_dir: Path, say=print) -> Path:
     """Start the lab unless it is already running; return the lab plan's path."""
+    lab_dir = lab_dir.resolve()
     lab_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     plan_path = lab_dir / "lab.toml"
-    if _running_pid(lab_dir) and plan_path.exists():
+    if _running_pid(lab_dir) and plan_path.exists() and netns.exists():
         return plan_path
     _ensure_ssh_key(lab_dir / "id_ed25519")
-    netns.guard_routes()
-    sim = start_simulator(lab_dir / "sim", log_path=lab_dir / "sim.log")
+    netns.up()  # also blackholes the lab subnets in the root namespace
+    appliance = build_appliance(progress=lambda step: say(f"appliance: {step}"))
+    stale = _running_pid(lab_dir)
+    if stale:  # a simulator without its namespace: start afresh
+        _stop_simulator(lab_dir, stale)
+    command = [sys.executable, "-m", "orchestrator.lab.hook", "--lab-dir", str(lab_dir)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    sim = start_simulator(
+        lab_dir / "sim", log_path=lab_dir / "sim.log", lab_hook=command, prefix=netns.exec_prefix(), env=env
+    )
     (lab_dir / "sim.pid").write_text(f"{sim.process.pid}\n")
+    # Which lab bridge each portgroup lands on: the lab plan's iSCSI and
+    # replication portgroups, in the order the simulator lists them.
+    hook.write_config(lab_dir, appliance, dict(zip(sim.info.portgroups, NIC_ROLES, strict=True)))
     write_lab_plan(sim.info, plan_path)
-    serve_portal(sim.info, plan_path)
     return plan_path
 
 
@@ -73,14 +96,29 @@ def write_lab_plan(info: SimInfo, plan_path: Path) -> None:
 
 
 def lab_down(lab_dir: Path) -> None:
+    """Stop the lab's VMs (by their pidfiles: only our own qemu), the
+    simulator, and delete the namespace."""
+    lab_dir = lab_dir.resolve()
+    for folder in sorted((lab_dir / "vms").glob("*")):
+        pid = qemu_pid(folder)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            if not wait_until(lambda folder=folder: qemu_pid(folder) is None, 30):
+                raise LabError(f"qemu pid {pid} did not stop; kill it by hand")
     pid = _running_pid(lab_dir)
     if pid:
-        stop_pid(pid)
-        deadline = time.monotonic() + 30
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            raise LabError(f"simulator pid {pid} did not stop; kill it by hand")
+        _stop_simulator(lab_dir, pid)
+    (lab_dir / "sim.pid").unlink(missing_ok=True)
+    netns.down()
+
+
+def _stop_simulator(lab_dir: Path, pid: int) -> None:
+    stop_pid(pid)
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        raise LabError(f"simulator pid {pid} did not stop; kill it by hand")
     (lab_dir / "sim.pid").unlink(missing_ok=True)
 
 

@@ -131,12 +131,7 @@ class LabVm:
 
     def pid(self) -> int | None:
         """The pid of this VM's qemu, or None; a stale pidfile is not trusted."""
-        try:
-            pid = int(self._pidfile.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            return None
-        return pid if str(self._pidfile).encode() in cmdline else None
+        return qemu_pid(self.directory)
 
     def rss_bytes(self) -> int:
         """Resident memory of the running qemu."""
@@ -187,6 +182,18 @@ class LabVm:
     def _wait_gone(self, timeout: float) -> None:
         if not wait_until(lambda: self.pid() is None, timeout):
             raise LabError(f"qemu for {self.spec.name} did not exit within {timeout:.0f} s")
+
+
+def qemu_pid(directory: Path) -> int | None:
+    """The pid of the qemu whose pidfile is in directory, or None: only a
+    process whose command line names that very pidfile counts as ours."""
+    pidfile = directory / "qemu.pid"
+    try:
+        pid = int(pidfile.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if str(pidfile).encode() in cmdline else None
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

@@ -80,6 +80,7 @@ def start_simulator(
     api_type: str = "VirtualCenter",
     lab_hook: list[str] | None = None,
     prefix: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> RunningSim:
     """Start a simulator; api_type "HostAgent" makes it answer as an ESXi host would.
     lab_hook (argv) puts it in lab mode (sim/lab_hook.go); prefix runs it
@@ -105,7 +106,7 @@ def start_simulator(
     ]
     if lab_hook:
         command += ["-lab-hook", json.dumps(lab_hook)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, start_new_session=True, env=env)
     log.close()
     line = _first_line(process, START_TIMEOUT_S)
     return RunningSim(process=process, info=SimInfo.from_json(line))
