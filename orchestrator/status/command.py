@@ -84,8 +84,15 @@ def observe(plan: Plan) -> SiteStatus:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """A usage error is exit 1: argparse's 2 would read as "degraded" to a script."""
+        self.print_usage()
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vsa-orchestrate status",
         description="Show the site's health, read-only: storage VMs, DRBD, heartbeat, the target, "
         "every host's iSCSI paths and datastore, the cluster's HA. Exit 0 healthy, 2 degraded, 1 error.",

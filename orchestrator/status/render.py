@@ -46,7 +46,7 @@ def _drbd(drbd: DrbdView | None) -> Cell:
 
 
 def _node_column(node: NodeView) -> list[Cell]:
-    vm = f"{node.power}\non {node.vm_host}" if node.vm_found else "not found"
+    vm = str(node.power) + (f"\non {node.vm_host}" if node.vm_host else "") if node.vm_found else "not found"
     cells: list[Cell] = [_mark(node.power == "poweredOn", vm)]
     if not node.reachable:
         reason = "not read" if node.vm_found and node.power != "poweredOn" else "unreachable"
