@@ -151,3 +151,11 @@ def test_bad_plan_is_exit_1_without_connecting(site: Site, capsys):
     assert code == 1
     assert "nmae" in captured.err and "Traceback" not in captured.err + captured.out
     assert site.info.calls()["total"] == 0
+
+
+def test_a_host_missing_from_the_datacenter_is_a_finding(deployed: Site, capsys):
+    deployed.edit_plan('esxi = "esx3.lab.local"', 'esxi = "esx9.lab.local"')
+    code, document = status_json(deployed, capsys)
+    assert code == 2
+    assert "host esx9.lab.local: not found in the datacenter" in document["problems"]
+    assert [host["found"] for host in document["hosts"]] == [True, True, False]
