@@ -41,6 +41,8 @@ def node_findings(node: NodeView) -> list[str]:
             found.append(f"{resource} is {detail}")
     if not node.heartbeat_running:
         found.append(f"{who}: heartbeat is not running")
+    elif node.heartbeat_resources == "transition":
+        found.append(f"{who}: heartbeat is moving the resources (transition)")
     return found
 
 
@@ -79,6 +81,8 @@ def serving_findings(nodes: list[NodeView], expected: Expected) -> list[str]:
         found.append(f"{who}: the config volume {layout.CONFIG_MOUNT} is not mounted")
     if not active.target_running:
         found.append(f"{who}: the iSCSI target is not running as defined")
+    if active.heartbeat_resources == "none":
+        found.append(f"{who}: holds the VIP but heartbeat says it holds no resources (VIP set by hand?)")
     if expected.target_kind == "lio":
         found += target_findings(active, expected)
     for standby in nodes:

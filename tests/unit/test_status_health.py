@@ -199,3 +199,14 @@ def test_the_read_command_runs_and_yields_every_section():
     sections = split(result.stdout)
     assert sorted(sections) == sorted(facts)
     assert HeartbeatResources().process(sections["heartbeat"]) in (None, "all", "local", "foreign", "none")
+
+
+def test_heartbeat_disagreeing_with_the_vip_and_a_transition():
+    by_hand = active()
+    by_hand.heartbeat_resources = "none"
+    moving = standby()
+    moving.heartbeat_resources = "transition"
+    assert findings([by_hand, moving]) == [
+        "node node2: heartbeat is moving the resources (transition)",
+        "node node1 (active): holds the VIP but heartbeat says it holds no resources (VIP set by hand?)",
+    ]
