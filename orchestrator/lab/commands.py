@@ -13,6 +13,7 @@ The orchestrator then runs inside the namespace too:
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -64,8 +65,12 @@ def lab_up(lab_dir: Path, say=print) -> Path:
     _ensure_ssh_key(lab_dir / "id_ed25519")
     netns.up()  # also blackholes the lab subnets in the root namespace
     appliance = build_appliance(progress=lambda step: say(f"appliance: {step}"))
+    # A fresh simulator has a fresh inventory: no VM of an earlier one may
+    # keep running (on deleted disks) or boot again from its old OS overlay.
+    _stop_vms(lab_dir)
+    shutil.rmtree(lab_dir / "vms", ignore_errors=True)
     stale = _running_pid(lab_dir)
-    if stale:  # a simulator without its namespace: start afresh
+    if stale:
         _stop_simulator(lab_dir, stale)
     command = [sys.executable, "-m", "orchestrator.lab.hook", "--lab-dir", str(lab_dir)]
     env = {
@@ -99,17 +104,22 @@ def lab_down(lab_dir: Path) -> None:
     """Stop the lab's VMs (by their pidfiles: only our own qemu), the
     simulator, and delete the namespace."""
     lab_dir = lab_dir.resolve()
+    _stop_vms(lab_dir)
+    pid = _running_pid(lab_dir)
+    if pid:
+        _stop_simulator(lab_dir, pid)
+    (lab_dir / "sim.pid").unlink(missing_ok=True)
+    netns.down()
+
+
+def _stop_vms(lab_dir: Path) -> None:
+    """SIGKILL the lab's qemu VMs, found by their pidfiles (only our own)."""
     for folder in sorted((lab_dir / "vms").glob("*")):
         pid = qemu_pid(folder)
         if pid:
             os.kill(pid, signal.SIGKILL)
             if not wait_until(lambda folder=folder: qemu_pid(folder) is None, 30):
                 raise LabError(f"qemu pid {pid} did not stop; kill it by hand")
-    pid = _running_pid(lab_dir)
-    if pid:
-        _stop_simulator(lab_dir, pid)
-    (lab_dir / "sim.pid").unlink(missing_ok=True)
-    netns.down()
 
 
 def _stop_simulator(lab_dir: Path, pid: int) -> None:
