@@ -55,7 +55,7 @@ def run(
     try:
         code = _run(plan, options, console, progress_console, redactor, stages, payload)
     except (RunError, VSphereError, GuestError, ValueError, vmodl.MethodFault, OSError, HTTPException) as err:
-        message = _one_line(err)
+        message = one_line(err)
         log.error("%s", message)
         payload["error"] = message
         if not options.json:
@@ -67,7 +67,7 @@ def run(
     return code
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
     """Faults we did not anticipate still read as one line, never a traceback."""
     if isinstance(err, vmodl.MethodFault):
         kind = type(err).__name__.rsplit(".", 1)[-1]

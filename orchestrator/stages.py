@@ -50,9 +50,10 @@ class RunContext:
     identities: dict[str, NodeIdentity] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # one-line remarks, e.g. a stage skipped
 
-    def secret(self, name: str) -> str:
-        """A generated secret from the state folder, masked in the run log from now on."""
-        value = self.state.secret(name)
+    def secret(self, name: str, deployed: str | None = None) -> str:
+        """A generated secret from the state folder (or, when the folder lost it, the
+        one deployed), masked in the run log from now on."""
+        value = self.state.secret(name, deployed)
         self.redactor.add(value)
         return value
 
@@ -88,7 +89,7 @@ class VmsStage:
         admin_key = ssh_public_key(ctx.plan)
         for node_facts in facts.nodes:
             node = node_facts.node
-            key = ctx.state.host_key(node.node, deployed=_deployed_host_key(node_facts.vm))
+            key = ctx.state.host_key(node.node, deployed=deployed_host_key(node_facts.vm))
             ctx.identities[node.node] = node_identity(ctx.plan, node, key, admin_key)
             placement = node_facts.placement
             if storage_vms.needs_folder_listing(ctx.plan, node_facts) and placement.datastore_id:
@@ -111,7 +112,7 @@ class VmsStage:
         storage_vm_apply.apply(ctx.session, ctx.plan, ctx.inventory, change, identity, ctx.reporter)
 
 
-def _deployed_host_key(vm: VmFact | None) -> HostKey | None:
+def deployed_host_key(vm: VmFact | None) -> HostKey | None:
     """The host key a VM of ours already carries in its cloud-init userdata.
 
     When the state folder is lost this keeps the key instead of rotating it.

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from pyVmomi import vmodl
 
-from orchestrator.engine import EXIT_ERROR, EXIT_OK, EXIT_PENDING, _one_line
+from orchestrator.engine import EXIT_ERROR, EXIT_OK, EXIT_PENDING, one_line
 from orchestrator.guest.render import lun_serial
 from orchestrator.output import error_line, make_console, warning_line
 from orchestrator.plan import Plan, PlanError, load_plan
-from orchestrator.stages import _deployed_host_key
+from orchestrator.stages import deployed_host_key
 from orchestrator.state import StateDir
 from orchestrator.status import health, nodes, render, vsphere_view
 from orchestrator.status.model import Expected, NodeView, SiteStatus
@@ -67,7 +67,7 @@ def observe(plan: Plan) -> SiteStatus:
                 vm_host=vsphere_view.host_name(inventory, vm.host_id) if vm else None,
             )
         )
-        keys[node.node] = nodes.pinned_key(state, node.node, _deployed_host_key(vm))
+        keys[node.node] = nodes.pinned_key(state, node.node, deployed_host_key(vm))
     nodes.observe_nodes(plan, views, keys)
     hosts, datastore = vsphere_view.observe_hosts(plan, inventory, expected.naa)
     cluster = vsphere_view.observe_cluster(plan, inventory, api_type)
@@ -123,7 +123,7 @@ def status_main(argv: list[str]) -> int:
     try:
         status = observe(plan)
     except (VSphereError, ValueError, vmodl.MethodFault, OSError, HTTPException) as err:
-        message = _one_line(err)
+        message = one_line(err)
         if args.json:
             print(render.error_json(plan.name, message, EXIT_ERROR))
         else:
