@@ -45,14 +45,18 @@ class StateDir:
             self._write(public_path, key.public_openssh + "\n")
         return key
 
-    def secret(self, name: str) -> str:
-        """A generated secret (e.g. "chap"): the stored one, or a new one (written
-        only when persisting). Never rotated by a rerun."""
+    def has_secret(self, name: str) -> bool:
+        return (self.path / "secrets" / name).exists()
+
+    def secret(self, name: str, deployed: str | None = None) -> str:
+        """A generated secret (e.g. "chap"): the stored one, else the one already
+        deployed on the nodes, else a new one (written only when persisting).
+        Never rotated by a rerun, nor by a lost state folder."""
         path = self.path / "secrets" / name
         if path.exists():
             return path.read_text().strip()
         if name not in self._secrets:
-            self._secrets[name] = secrets.token_urlsafe(SECRET_BYTES)
+            self._secrets[name] = deployed or secrets.token_urlsafe(SECRET_BYTES)
         if self.persist:
             self._write(path, self._secrets[name] + "\n")
         return self._secrets[name]

@@ -77,6 +77,14 @@ def _enable_drbd(plan: Plan, change: Change, shell: NodeShell, desired: Desired)
     shell.run("systemctl enable drbd")
 
 
+def _forget_split_brain(plan: Plan, change: Change, shell: NodeShell, desired: Desired) -> None:
+    markers = " ".join(
+        f"{layout.SPLIT_BRAIN_DIR}/{layout.SPLIT_BRAIN_PREFIX}{name}"
+        for name in change.params["resolved_split_brain"]
+    )
+    shell.run(f"rm -f {markers}")
+
+
 def _target_definition(plan: Plan, change: Change, shell: NodeShell, desired: Desired) -> None:
     shell.write_file(layout.TARGET_DEFINITION, desired.target_definition, 0o600)
 
@@ -88,6 +96,7 @@ def _target(plan: Plan, change: Change, shell: NodeShell, desired: Desired) -> N
 _STEPS = {
     "write": _write,
     "dopd": _dopd,
+    "forget_split_brain": _forget_split_brain,
     "create_md": _create_md,
     "up": _drbdadm("up", "up"),
     "adjust": _drbdadm("adjust", "adjust"),

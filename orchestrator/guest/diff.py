@@ -10,7 +10,8 @@ Changes come in phases, in this order:
    definition on the node that holds the config volume, the target running.
 Data safety: metadata is never created on a disk that has it or that holds
 any signature; nothing is forced primary except at first creation; a split
-brain (StandAlone after a disconnect) is reported, never resolved.
+brain (DRBD's handler left its marker and the resource does not replicate)
+is reported, never resolved.
 """
 
 import hashlib
@@ -109,7 +110,8 @@ def _metadata_problems(facts: dict[str, NodeFacts], fresh: bool) -> list[Problem
                     Problem(
                         STAGE,
                         f"node {node}",
-                        f"{resource.name} has no DRBD metadata but {role_disk.path} holds data "
+                        f"{resource.name} has no DRBD metadata but its {resource.disk_role} disk "
+                        f"{role_disk.path} (/dev/{role_disk.name}) holds data "
                         f"({role_disk.signature or 'a signature on the meta disk'}); it is never "
                         "overwritten. Check the disk by hand",
                     )
@@ -117,22 +119,43 @@ def _metadata_problems(facts: dict[str, NodeFacts], fresh: bool) -> list[Problem
     return problems
 
 
+# Connection states in which the two nodes replicate again: a split brain is over.
+REPLICATING = ("Connected", "SyncSource", "SyncTarget", "PausedSyncS", "PausedSyncT")
+
+
+def _connection(facts: NodeFacts, resource: layout.DrbdResource) -> str:
+    state = facts.drbd.get(resource.minor)
+    return state.cs if state else "Unconfigured"
+
+
 def _split_brain(facts: dict[str, NodeFacts]) -> list[Problem]:
+    """A resource whose split-brain handler fired on some node and that does not replicate again."""
     problems = []
-    for node, node_facts in facts.items():
-        for resource in layout.RESOURCES:
-            state = node_facts.drbd.get(resource.minor)
-            if state and state.cs == "StandAlone" and node_facts.extra.get(f"split_brain_{resource.minor}"):
-                problems.append(
-                    Problem(
-                        STAGE,
-                        f"node {node}",
-                        f"{resource.name}: split brain detected (StandAlone); the data diverged. "
-                        "Decide which node's changes to discard and resolve it by hand (drbdadm connect "
-                        "--discard-my-data on that node); vsa-orchestrate never guesses",
-                    )
-                )
+    for resource in layout.RESOURCES:
+        detected = [node for node, node_facts in facts.items() if resource.name in node_facts.split_brain]
+        if not detected or any(_connection(facts[node], resource) in REPLICATING for node in facts):
+            continue
+        roles = ", ".join(
+            f"{node} ({_role(facts[node], resource)}, {_connection(facts[node], resource)})" for node in facts
+        )
+        name = resource.name
+        problems.append(
+            Problem(
+                STAGE,
+                f"drbd {name}",
+                f"split brain: {roles} each changed the data while disconnected (detected on "
+                f"{' and '.join(detected)}); nothing was changed, vsa-orchestrate never picks the data "
+                "to discard. Choose the node whose changes since the split are lost (the victim); on it run "
+                f"`drbdadm secondary {name}; drbdadm connect --discard-my-data {name}` (stop heartbeat "
+                f"there first if it serves the LUN), on the other `drbdadm connect {name}`, then rerun",
+            )
+        )
     return problems
+
+
+def _role(facts: NodeFacts, resource: layout.DrbdResource) -> str:
+    state = facts.drbd.get(resource.minor)
+    return state.ro.split("/")[0] if state else "down"
 
 
 def _node_files(node: str, desired: Desired, facts: dict[str, NodeFacts], fresh: bool) -> Change | None:
@@ -145,6 +168,15 @@ def _node_files(node: str, desired: Desired, facts: dict[str, NodeFacts], fresh:
         after = f"sha256 {sha256(file.content)[:12]}, mode {oct(file.mode)}"
         attrs.append(Attr(path, before, after, sensitive=file.sensitive))
     steps = ["write"] if writes else []
+    resolved = [
+        r.name
+        for r in layout.RESOURCES
+        if r.name in node_facts.split_brain and _connection(node_facts, r) in REPLICATING
+    ]
+    for name in resolved:
+        attrs.append(Attr(f"drbd {name} split-brain marker", "set (resolved since)", None))
+    if resolved:
+        steps.append("forget_split_brain")
     if not node_facts.services.dopd_ready:
         attrs.append(Attr("dopd may call drbdsetup/drbdmeta", None, "root:haclient 4750"))
         steps.append("dopd")
@@ -187,6 +219,7 @@ def _node_files(node: str, desired: Desired, facts: dict[str, NodeFacts], fresh:
             "up": up,
             "adjust": adjust,
             "connect": connect,
+            "resolved_split_brain": resolved,
         },
     )
 

@@ -196,6 +196,27 @@ class ServicesFact:
         )
 
 
+class DeployedSecrets:
+    """The secrets a configured node already uses, read only when the state folder
+    lost them (so a rerun adopts them instead of rotating): {name: value}."""
+
+    command = (
+        f"echo drbd $(sed -n 's/^ *shared-secret \"\\(.*\\)\";$/\\1/p' "
+        f"/etc/drbd.d/{layout.CONFIG.name}.res 2>/dev/null | head -n1); "
+        "echo heartbeat $(awk '$1 == \"1\" {print $3}' /etc/ha.d/authkeys 2>/dev/null); "
+        'echo chap $(sed -n \'s/^ *"password": "\\(.*\\)",\\?$/\\1/p\' '
+        f"{layout.TARGET_DEFINITION} 2>/dev/null)"
+    )
+
+    def process(self, output: str) -> dict[str, str]:
+        found = {}
+        for line in output.splitlines():
+            name, _, value = line.partition(" ")
+            if value.strip():
+                found[name] = value.strip()
+        return found
+
+
 @dataclass
 class NodeFacts:
     disks: list[Disk]
@@ -204,6 +225,8 @@ class NodeFacts:
     files: dict[str, tuple[str, int]]
     services: Services
     extra: dict[str, Any] = field(default_factory=dict)
+    split_brain: set[str] = field(default_factory=set)  # resources whose split-brain marker is set
+    secrets: dict[str, str] = field(default_factory=dict)  # DeployedSecrets, when they were read
 
 
 def script(facts: dict[str, Any]) -> str:

@@ -29,3 +29,7 @@ CONFIG_MOUNT = "/srv/data"
 CONFIG_FSTYPE = "ext4"
 TARGET_SCRIPT = "vsa-target"  # heartbeat resource script in /etc/ha.d/resource.d/
 TARGET_DEFINITION = f"{CONFIG_MOUNT}/vsa-target.json"
+# DRBD's split-brain handler leaves a marker per resource here; it outlives the
+# kernel log and a reboot, and the guest stage removes it once the resource is connected again.
+SPLIT_BRAIN_DIR = "/var/lib/vsa-orchestrate"
+SPLIT_BRAIN_PREFIX = "split-brain-"

@@ -49,7 +49,7 @@ def target_resource(plan: Plan) -> str:
 def node_files(plan: Plan, secrets: Secrets, devices: dict[str, dict[str, str]]) -> dict[str, NodeFile]:
     """Files on every storage node; devices: node -> disk role -> stable device path."""
     nodes = plan.storage_nodes
-    common = {"plan": plan, "nodes": nodes, "devices": devices}
+    common = {"plan": plan, "nodes": nodes, "devices": devices, "layout": layout}
     files = {
         f"/etc/drbd.d/{resource.name}.res": NodeFile(
             _render("drbd.res.j2", resource=resource, secret=secrets.drbd, **common), 0o600, True, "drbd"

@@ -14,6 +14,7 @@ from orchestrator.guest import layout
 from orchestrator.guest.diff import Desired, devices
 from orchestrator.guest.facts import (
     MARKER,
+    DeployedSecrets,
     Disks,
     DrbdMetadata,
     FileHashes,
@@ -52,16 +53,13 @@ class GuestStage:
 
     def plan(self, ctx) -> tuple[list[Change], list[Problem]]:
         plan = ctx.plan
-        secrets = Secrets(
-            drbd=ctx.secret("drbd"),
-            heartbeat=ctx.secret("heartbeat"),
-            chap=ctx.secret("chap") if plan.target.chap else None,
-        )
+        names = ["drbd", "heartbeat", *(["chap"] if plan.target.chap else [])]
+        lost = [name for name in names if not ctx.state.has_secret(name)]
         unreachable = []
         facts = {}
         for node in plan.storage_nodes:
             try:
-                facts[node.node] = self._observe(ctx, node)
+                facts[node.node] = self._observe(ctx, node, read_secrets=bool(lost))
             except GuestError:
                 if not ctx.dry_run:
                     raise
@@ -69,8 +67,15 @@ class GuestStage:
         if unreachable:
             return [_pending(node) for node in unreachable], []
         problems = [p for node, f in facts.items() for p in guest_diff.disk_problems(plan, node, f)]
+        deployed, disagree = deployed_secrets(facts, lost)
+        problems += disagree
         if problems:
             return [], problems
+        secrets = Secrets(
+            drbd=ctx.secret("drbd", deployed.get("drbd")),
+            heartbeat=ctx.secret("heartbeat", deployed.get("heartbeat")),
+            chap=ctx.secret("chap", deployed.get("chap")) if plan.target.chap else None,
+        )
         self.desired = desired_state(plan, secrets, {node: devices(f) for node, f in facts.items()})
         changes, problems = guest_diff.diff(plan, self.desired, facts)
         starts = [change for change in changes if {"start", "restart"} & set(change.steps)]
@@ -78,7 +83,7 @@ class GuestStage:
             starts[-1].params["wait_serving"] = True
         return changes, problems
 
-    def _observe(self, ctx, node) -> NodeFacts:
+    def _observe(self, ctx, node, read_secrets: bool) -> NodeFacts:
         plan: Plan = ctx.plan
         shell = self.shells.get(node.node)
         if shell is None:
@@ -99,11 +104,12 @@ class GuestStage:
             "metadata": DrbdMetadata(disks[0].path if disks else None),
             "files": FileHashes(paths),
             "services": ServicesFact(str(plan.network.vip)),
+            **({"secrets": DeployedSecrets()} if read_secrets else {}),
         }
         extra = (
             f"echo '{MARKER}target_definition'; "
             f"[ -f {layout.TARGET_DEFINITION} ] && sha256sum < {layout.TARGET_DEFINITION} | cut -d' ' -f1; "
-            f"echo '{MARKER}split_brain'; dmesg 2>/dev/null | grep -c 'Split-Brain detected' || true"
+            f"echo '{MARKER}split_brain'; ls {layout.SPLIT_BRAIN_DIR} 2>/dev/null || true"
         )
         sections = split(shell.run(script(facts) + "; " + extra).out)
         parsed = {name: fact.process(sections.get(name, "")) for name, fact in facts.items()}
@@ -111,17 +117,17 @@ class GuestStage:
             state = parsed["drbd"].get(resource.minor)
             if state is not None and not state.ds.startswith("Diskless"):
                 parsed["metadata"][resource.name] = True  # attached: drbdmeta cannot read it, it exists
-        split_brains = int((sections.get("split_brain") or "0").strip() or 0)
+        prefix = layout.SPLIT_BRAIN_PREFIX
+        markers = (sections.get("split_brain") or "").split()
         return NodeFacts(
             disks=disks,
             drbd=parsed["drbd"],
             metadata=parsed["metadata"],
             files=parsed["files"],
             services=parsed["services"],
-            extra={
-                "target_definition": (sections.get("target_definition") or "").strip() or None,
-                **{f"split_brain_{r.minor}": split_brains > 0 for r in layout.RESOURCES},
-            },
+            extra={"target_definition": (sections.get("target_definition") or "").strip() or None},
+            split_brain={name.removeprefix(prefix) for name in markers if name.startswith(prefix)},
+            secrets=parsed.get("secrets", {}),
         )
 
     def apply(self, ctx, change: Change) -> None:
@@ -131,6 +137,25 @@ class GuestStage:
         for shell in self.shells.values():
             shell.close()
         self.shells.clear()
+
+
+def deployed_secrets(facts: dict[str, NodeFacts], lost: list[str]) -> tuple[dict[str, str], list[Problem]]:
+    """The secrets the state folder lost, as the nodes use them; a problem when nodes disagree."""
+    deployed, problems = {}, []
+    for name in lost:
+        values = {node_facts.secrets[name] for node_facts in facts.values() if name in node_facts.secrets}
+        if len(values) > 1:
+            problems.append(
+                Problem(
+                    "guest",
+                    f"secret {name}",
+                    f"the state folder has no {name} secret and the storage nodes use different ones; "
+                    f"restore secrets/{name} in the state folder from a backup",
+                )
+            )
+        elif values:
+            deployed[name] = values.pop()
+    return deployed, problems
 
 
 def _managed_paths(plan: Plan) -> list[str]:

@@ -119,14 +119,14 @@ def lab_plan(tmp_path: Path) -> Plan:
     return write_lab_plan(tmp_path / "lab")
 
 
-def write_lab_plan(folder: Path) -> Plan:
-    """The lab plan and its admin SSH key pair in a new folder."""
+def write_lab_plan(folder: Path, data_disk_gb: int = 4) -> Plan:
+    """The lab plan (with this LUN size) and its admin SSH key pair in a new folder."""
     folder.mkdir()
     key = new_ed25519_key("vsa-lab-admin")
     (folder / "id_ed25519").write_text(key.private_openssh)
     (folder / "id_ed25519").chmod(0o600)
     (folder / "id_ed25519.pub").write_text(key.public_openssh + "\n")
-    (folder / "lab.toml").write_text(LAB_PLAN)
+    (folder / "lab.toml").write_text(LAB_PLAN.replace("data_disk_gb = 4", f"data_disk_gb = {data_disk_gb}"))
     return load_plan(folder / "lab.toml")
 
 

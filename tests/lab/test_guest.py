@@ -6,6 +6,7 @@ network; the data path is checked with a userspace iSCSI initiator (qemu-io
 with an iscsi:// URL) through the VIP.
 """
 
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +18,8 @@ from orchestrator.lab import netns
 from orchestrator.lab.qemu import LabVm
 from orchestrator.plan import Plan
 from orchestrator.state import StateDir
-from tests.lab.conftest import pinned_client, report, storage_vm, write_lab_plan
+from tests.lab.conftest import report, storage_vm, write_lab_plan
+from tests.lab.nodes import active_node, initiator, lun_url, on, qemu_io, vsa, wait_for
 
 GIB = 2**30
 SERVE_TIMEOUT_S = 120
@@ -35,67 +37,6 @@ def cluster(tmp_path_factory, appliance, lab_network) -> Iterator[tuple[Plan, di
     finally:
         for vm in vms.values():
             vm.power_off()
-
-
-def vsa(plan: Plan, *args: str) -> subprocess.CompletedProcess:
-    """The CLI inside the lab namespace (where the storage network is)."""
-    command = [*netns.exec_prefix(), "vsa-orchestrate", str(plan.path), "--only", "guest", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-
-
-def on(plan: Plan, node: str, command: str) -> str:
-    address = str(next(n.iscsi_ip for n in plan.storage_nodes if n.node == node))
-    key = StateDir(plan.state_dir, persist=False).host_key(node)
-    client = pinned_client(key.public_openssh, address)
-    client.connect(
-        address,
-        username="root",
-        key_filename=str(plan.base_dir / "id_ed25519"),
-        sock=netns.connect(address, 22, 10),
-        allow_agent=False,
-        look_for_keys=False,
-    )
-    try:
-        _, out, _ = client.exec_command(command)
-        return out.read().decode()
-    finally:
-        client.close()
-
-
-def lun_url(plan: Plan) -> str:
-    secret = StateDir(plan.state_dir, persist=False).secret("chap")
-    return f"iscsi://{plan.chap_name}%{secret}@{plan.network.vip}/{plan.iqn}/0"
-
-
-def initiator(plan: Plan, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    """A lab-side initiator command on the LUN URL; a hang (a portal moving) counts as a failure,
-    and nothing printed on failure carries the URL (it holds the CHAP secret)."""
-    try:
-        return subprocess.run(
-            [*netns.exec_prefix(), *args, lun_url(plan)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess(args[:1], 124, "", "timed out")
-
-
-def qemu_io(plan: Plan, *commands: str, read_only: bool = False) -> subprocess.CompletedProcess:
-    args = ["qemu-io", "-f", "raw", *(["-r"] if read_only else [])]
-    for command in commands:
-        args += ["-c", command]
-    return initiator(plan, *args, timeout=10)
-
-
-def wait_for(condition, timeout: float) -> float:
-    began = time.monotonic()
-    while not condition():
-        if time.monotonic() - began > timeout:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.5)
-    return time.monotonic() - began
 
 
 def test_first_apply_serves_one_replicated_lun_at_the_vip(cluster):
@@ -136,9 +77,20 @@ def test_rerun_changes_nothing_and_restarts_nothing(cluster):
     assert {node: on(plan, node, probe) for node in ("node1", "node2")} == before
 
 
+def test_a_lost_state_folder_adopts_the_deployed_secrets(cluster):
+    plan, _ = cluster
+    folder = plan.state_dir / "secrets"
+    before = {path.name: path.read_text() for path in folder.iterdir()}
+    shutil.rmtree(folder)
+    rerun = vsa(plan, "--yes")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "No changes" in rerun.stdout  # nothing rotated: no file rewritten, heartbeat not restarted
+    assert {path.name: path.read_text() for path in folder.iterdir()} == before
+
+
 def test_drift_is_healed(cluster):
     plan, _ = cluster
-    standby = "node2" if "10.11.55.50/" in on(plan, "node1", "ip -o -4 addr") else "node1"
+    standby = "node2" if active_node(plan) == "node1" else "node1"
     on(
         plan,
         standby,
@@ -156,7 +108,7 @@ def test_drift_is_healed(cluster):
 
 def test_lun_or_chap_removed_from_the_target_is_healed(cluster):
     plan, _ = cluster
-    active = "node1" if "10.11.55.50/" in on(plan, "node1", "ip -o -4 addr") else "node2"
+    active = active_node(plan)
     lookup = (
         "from rtslib_fb import Target, FabricModule; "
         f"t = Target(FabricModule('iscsi'), '{plan.iqn}', mode='lookup'); "
@@ -184,7 +136,7 @@ def test_hard_failover_loses_no_acknowledged_write(cluster):
         if written.returncode == 0 and "wrote 1048576" in written.stdout:
             acknowledged.append((index, pattern))
     assert len(acknowledged) == 8
-    active = "node1" if "10.11.55.50/" in on(plan, "node1", "ip -o -4 addr") else "node2"
+    active = active_node(plan)
     vms[active].power_off()
     seconds = wait_for(
         lambda: "read 4096" in qemu_io(plan, "read 0 4k", read_only=True).stdout, SERVE_TIMEOUT_S

@@ -7,7 +7,7 @@ from orchestrator.guest import layout
 from orchestrator.guest.diff import diff, sha256
 from orchestrator.guest.facts import Disk, DrbdState, NodeFacts, Services
 from orchestrator.guest.render import Secrets
-from orchestrator.guest.stage import desired_state
+from orchestrator.guest.stage import deployed_secrets, desired_state
 from orchestrator.plan import load_plan
 from tests.unit.conftest import EXAMPLE_PLAN
 
@@ -101,17 +101,35 @@ def test_a_replaced_node_with_empty_disks_gets_metadata_and_a_full_resync():
 
 
 def test_split_brain_is_reported_never_resolved():
+    split = DrbdState("StandAlone", "Primary/Unknown", "UpToDate/DUnknown", 0)
+    node1, node2 = healthy("node1", True), healthy("node2", False)
+    node1.drbd = {**CONNECTED, layout.LUN.minor: split}
+    node2.drbd = {**CONNECTED, layout.LUN.minor: replace(split, ro="Secondary/Unknown")}
+    node2.split_brain = {layout.LUN.name}
+    changes, problems = diff(PLAN, DESIRED, {"node1": node1, "node2": node2})
+    assert changes == []
+    [problem] = problems
+    assert problem.resource == f"drbd {layout.LUN.name}"
+    assert "node1 (Primary, StandAlone), node2 (Secondary, StandAlone)" in problem.message
+    assert f"drbdadm connect --discard-my-data {layout.LUN.name}" in problem.message
+
+
+def test_a_plain_disconnect_is_reconnected():
     node2 = healthy("node2", False)
     node2.drbd = {
         **CONNECTED,
         layout.LUN.minor: DrbdState("StandAlone", "Secondary/Unknown", "UpToDate/DUnknown", 0),
     }
-    node2.extra[f"split_brain_{layout.LUN.minor}"] = True
-    changes, problems = diff(PLAN, DESIRED, {"node1": healthy("node1", True), "node2": node2})
-    assert changes == []
-    [problem] = problems
-    assert "split brain" in problem.message and "never guesses" in problem.message
-    assert problem.resource == "node node2"
+    [change] = diff(PLAN, DESIRED, {"node1": healthy("node1", True), "node2": node2})[0]
+    assert change.params["connect"] == [layout.LUN.name]
+
+
+def test_a_resolved_split_brain_only_loses_its_marker():
+    node2 = healthy("node2", False)
+    node2.split_brain = {layout.LUN.name}
+    [change] = diff(PLAN, DESIRED, {"node1": healthy("node1", True), "node2": node2})[0]
+    assert change.steps == ["forget_split_brain"]
+    assert change.params["resolved_split_brain"] == [layout.LUN.name]
 
 
 def test_secret_files_show_redacted():
@@ -136,3 +154,16 @@ def test_only_heartbeat_files_restart_heartbeat():
     node1.files.pop("/etc/ha.d/resource.d/vsa-target")
     [files] = diff(PLAN, DESIRED, {"node1": node1, "node2": healthy("node2", False)})[0]
     assert files.params["write"] == ["/etc/hosts", "/etc/ha.d/resource.d/vsa-target"]
+
+
+def test_a_lost_secret_is_adopted_from_the_nodes_unless_they_disagree():
+    node1, node2 = healthy("node1", True), healthy("node2", False)
+    node1.secrets = {"drbd": "same", "heartbeat": "secret-A", "chap": "only-on-active"}
+    node2.secrets = {"drbd": "same", "heartbeat": "secret-B"}
+    deployed, problems = deployed_secrets({"node1": node1, "node2": node2}, ["drbd", "chap"])
+    assert deployed == {"drbd": "same", "chap": "only-on-active"} and problems == []
+    deployed, problems = deployed_secrets({"node1": node1, "node2": node2}, ["heartbeat"])
+    assert deployed == {}
+    [problem] = problems
+    assert problem.resource == "secret heartbeat" and "restore secrets/heartbeat" in problem.message
+    assert "secret-A" not in problem.message and "secret-B" not in problem.message

@@ -1,9 +1,13 @@
 """Node fact parsers, on output captured from real lab storage VMs (tests/unit/fixtures)."""
 
+import subprocess
 from pathlib import Path
 
+from orchestrator.guest import layout
+from orchestrator.guest.apply import target_definition
 from orchestrator.guest.facts import (
     MARKER,
+    DeployedSecrets,
     Disks,
     DrbdMetadata,
     DrbdState,
@@ -12,6 +16,9 @@ from orchestrator.guest.facts import (
     ServicesFact,
     split,
 )
+from orchestrator.guest.render import Secrets, node_files
+from orchestrator.plan import load_plan
+from tests.unit.conftest import EXAMPLE_PLAN
 
 FIXTURES = Path(__file__).with_name("fixtures")
 
@@ -67,3 +74,29 @@ def test_metadata_and_file_hashes_and_sections():
     assert FileHashes(["/etc/hosts"]).process("ab12 644 /etc/hosts\n") == {"/etc/hosts": ("ab12", 0o644)}
     output = f"{MARKER}one\na\nb\n{MARKER}two\nc\n"
     assert split(output) == {"one": "a\nb\n", "two": "c\n"}
+
+
+def test_deployed_secrets_are_read_back_from_the_rendered_files(tmp_path):
+    """The real command (paths moved into tmp_path) on the files the templates render."""
+    plan = load_plan(EXAMPLE_PLAN)
+    secrets = Secrets(drbd="Drbd-secret_1", heartbeat="Hb-secret_2", chap="Chap-secret_3")
+    devices = {
+        node.node: {"meta": "/dev/a", "config": "/dev/b", "data": "/dev/c"} for node in plan.storage_nodes
+    }
+    command = DeployedSecrets.command
+    rendered = {
+        **{path: file.content for path, file in node_files(plan, secrets, devices).items()},
+        layout.TARGET_DEFINITION: target_definition(plan, "serial", secrets.chap),
+    }
+    for path, content in rendered.items():
+        moved = tmp_path / path.lstrip("/")
+        moved.parent.mkdir(parents=True, exist_ok=True)
+        moved.write_text(content)
+        command = command.replace(path, str(moved))
+    output = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
+    assert DeployedSecrets().process(output) == {
+        "drbd": "Drbd-secret_1",
+        "heartbeat": "Hb-secret_2",
+        "chap": "Chap-secret_3",
+    }
+    assert DeployedSecrets().process("drbd\nheartbeat\nchap\n") == {}  # an unconfigured node
