@@ -163,21 +163,34 @@ def _apply_all(
     ctx: RunContext, stages: list[Any], console: Console, options: Options
 ) -> list[dict[str, Any]]:
     applied = []
-    for index, stage in enumerate(stages):
-        if index:
-            ctx.refresh()
-        began = time.monotonic()
-        changes, problems = stage.plan(ctx)
-        if problems:
-            raise RunError("; ".join(map(str, problems)))
-        for change in changes:
-            log.info("applying %s %s: %s", change.action, change.resource, change.steps)
-            stage.apply(ctx, change)
-            applied.append(change.as_json())
-        seconds = time.monotonic() - began
-        log.info("stage %s applied in %.1f s", stage.name, seconds)
-        if not options.json:
-            console.print(f"stage {stage.name}: {len(changes)} change(s) in {seconds:.1f} s")
+    ctx.applying = True
+    try:
+        for index, stage in enumerate(stages):
+            applied += _apply_stage(ctx, stage, index, console, options)
+    finally:
+        ctx.applying = False
+    return applied
+
+
+def _apply_stage(
+    ctx: RunContext, stage: Any, index: int, console: Console, options: Options
+) -> list[dict[str, Any]]:
+    """Observe the stage again (earlier stages changed the site) and apply its changes."""
+    if index:
+        ctx.refresh()
+    began = time.monotonic()
+    changes, problems = stage.plan(ctx)
+    if problems:
+        raise RunError("; ".join(map(str, problems)))
+    applied = []
+    for change in changes:
+        log.info("applying %s %s: %s", change.action, change.resource, change.steps)
+        stage.apply(ctx, change)
+        applied.append(change.as_json())
+    seconds = time.monotonic() - began
+    log.info("stage %s applied in %.1f s", stage.name, seconds)
+    if not options.json:
+        console.print(f"stage {stage.name}: {len(changes)} change(s) in {seconds:.1f} s")
     return applied
 
 

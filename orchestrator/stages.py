@@ -46,6 +46,9 @@ class RunContext:
     allow_destroy: frozenset[str]
     redactor: Redactor
     dry_run: bool = False
+    # True only while stages are applied: a stage may then wait for what an earlier
+    # stage just started (the guest stage for VMs the vms stage powered on).
+    applying: bool = False
     inventory: Inventory | None = None
     identities: dict[str, NodeIdentity] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # one-line remarks, e.g. a stage skipped

@@ -196,6 +196,26 @@ class ServicesFact:
         )
 
 
+class TargetDefinitionHash:
+    """sha256 of the target definition on the config volume; None where it is not mounted."""
+
+    command = f"[ -f {layout.TARGET_DEFINITION} ] && sha256sum < {layout.TARGET_DEFINITION} | cut -d' ' -f1"
+    command += "; true"  # absent on the standby node
+
+    def process(self, output: str) -> str | None:
+        return output.strip() or None
+
+
+class SplitBrainMarkers:
+    """Resources whose split-brain handler fired on this node (layout.SPLIT_BRAIN_DIR): {name}."""
+
+    command = f"ls {layout.SPLIT_BRAIN_DIR} 2>/dev/null || true"
+
+    def process(self, output: str) -> set[str]:
+        prefix = layout.SPLIT_BRAIN_PREFIX
+        return {name.removeprefix(prefix) for name in output.split() if name.startswith(prefix)}
+
+
 class DeployedSecrets:
     """The secrets a configured node already uses, read only when the state folder
     lost them (so a rerun adopts them instead of rotating): {name: value}."""

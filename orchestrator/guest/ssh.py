@@ -25,6 +25,10 @@ class NotReady(Exception):
     """The node does not answer on SSH (yet): worth retrying while it boots."""
 
 
+class Unreachable(GuestError):
+    """The node did not answer on SSH within the wait (off, booting, or cut off)."""
+
+
 @dataclass(frozen=True)
 class Result:
     code: int
@@ -51,7 +55,7 @@ class NodeShell:
                 return
             except NotReady as err:
                 if time.monotonic() > deadline:
-                    raise GuestError(str(err)) from None
+                    raise Unreachable(str(err)) from None
                 time.sleep(2)
 
     def _connect(self, address: str, user: str, key_file: Path) -> None:

@@ -13,7 +13,6 @@ from orchestrator.guest import diff as guest_diff
 from orchestrator.guest import layout
 from orchestrator.guest.diff import Desired, devices
 from orchestrator.guest.facts import (
-    MARKER,
     DeployedSecrets,
     Disks,
     DrbdMetadata,
@@ -21,11 +20,13 @@ from orchestrator.guest.facts import (
     NodeFacts,
     ProcDrbd,
     ServicesFact,
+    SplitBrainMarkers,
+    TargetDefinitionHash,
     script,
     split,
 )
 from orchestrator.guest.render import NodeFile, Secrets, lun_serial, node_files
-from orchestrator.guest.ssh import GuestError, NodeShell
+from orchestrator.guest.ssh import NodeShell, Unreachable
 from orchestrator.plan import Plan
 
 SCRIPT_PATH = f"/etc/ha.d/resource.d/{layout.TARGET_SCRIPT}"
@@ -60,10 +61,10 @@ class GuestStage:
         for node in plan.storage_nodes:
             try:
                 facts[node.node] = self._observe(ctx, node, read_secrets=bool(lost))
-            except GuestError:
-                if not ctx.dry_run:
+            except Unreachable:
+                if ctx.applying:
                     raise
-                unreachable.append(node.node)  # not booted yet: the vms stage runs first
+                unreachable.append(node.node)  # not booted yet: the vms stage powers it on first
         if unreachable:
             return [_pending(node) for node in unreachable], []
         problems = [p for node, f in facts.items() for p in guest_diff.disk_problems(plan, node, f)]
@@ -94,7 +95,7 @@ class GuestStage:
                 plan.storage_vm.ssh_user,
                 key,
                 ctx.state.host_key(node.node),
-                wait_s=0 if ctx.dry_run else BOOT_WAIT_S,
+                wait_s=BOOT_WAIT_S if ctx.applying else 0,
             )
             self.shells[node.node] = shell
         disks = Disks().process(shell.run(Disks.command).out)
@@ -104,29 +105,24 @@ class GuestStage:
             "metadata": DrbdMetadata(disks[0].path if disks else None),
             "files": FileHashes(paths),
             "services": ServicesFact(str(plan.network.vip)),
+            "split_brain": SplitBrainMarkers(),
+            "target_definition": TargetDefinitionHash(),
             **({"secrets": DeployedSecrets()} if read_secrets else {}),
         }
-        extra = (
-            f"echo '{MARKER}target_definition'; "
-            f"[ -f {layout.TARGET_DEFINITION} ] && sha256sum < {layout.TARGET_DEFINITION} | cut -d' ' -f1; "
-            f"echo '{MARKER}split_brain'; ls {layout.SPLIT_BRAIN_DIR} 2>/dev/null || true"
-        )
-        sections = split(shell.run(script(facts) + "; " + extra).out)
+        sections = split(shell.run(script(facts)).out)
         parsed = {name: fact.process(sections.get(name, "")) for name, fact in facts.items()}
         for resource in layout.RESOURCES:
             state = parsed["drbd"].get(resource.minor)
             if state is not None and not state.ds.startswith("Diskless"):
                 parsed["metadata"][resource.name] = True  # attached: drbdmeta cannot read it, it exists
-        prefix = layout.SPLIT_BRAIN_PREFIX
-        markers = (sections.get("split_brain") or "").split()
         return NodeFacts(
             disks=disks,
             drbd=parsed["drbd"],
             metadata=parsed["metadata"],
             files=parsed["files"],
             services=parsed["services"],
-            extra={"target_definition": (sections.get("target_definition") or "").strip() or None},
-            split_brain={name.removeprefix(prefix) for name in markers if name.startswith(prefix)},
+            extra={"target_definition": parsed["target_definition"]},
+            split_brain=parsed["split_brain"],
             secrets=parsed.get("secrets", {}),
         )
 
