@@ -5,6 +5,7 @@ names the node, host, resource or cluster it is about.
 """
 
 from orchestrator.guest import layout
+from orchestrator.guest.diff import REPLICATING
 from orchestrator.status.model import ClusterView, DatastoreView, Expected, HostView, NodeView
 
 DRBD_HEALTHY = ("Connected", "UpToDate", "UpToDate")
@@ -32,7 +33,9 @@ def node_findings(node: NodeView) -> list[str]:
         if not drbd.configured:
             found.append(f"{resource} is not configured (down)")
             continue
-        if (drbd.connection, drbd.disk, drbd.peer_disk) != DRBD_HEALTHY:
+        if drbd.split_brain and drbd.connection not in REPLICATING:
+            found.append(f"{resource}: split brain; resolve it by hand (the plan run says how)")
+        elif (drbd.connection, drbd.disk, drbd.peer_disk) != DRBD_HEALTHY:
             detail = f"{drbd.connection}, disks {drbd.disk}/{drbd.peer_disk}"
             if drbd.sync_percent is not None:
                 detail += f", resync {drbd.sync_percent}% done, finish {drbd.sync_finish}"

@@ -31,6 +31,7 @@ class DrbdView:
     out_of_sync_kib: int | None = None
     sync_percent: float | None = None
     sync_finish: str | None = None
+    split_brain: bool = False  # DRBD's split-brain handler left its marker on this node
 
 
 @dataclass

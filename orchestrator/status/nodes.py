@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from orchestrator.guest import layout
-from orchestrator.guest.facts import ServicesFact, script, split
+from orchestrator.guest.facts import ServicesFact, SplitBrainMarkers, script, split
 from orchestrator.guest.ssh import GuestError, NodeShell
 from orchestrator.plan import Plan, StorageNode
 from orchestrator.state import HostKey, StateDir
@@ -26,6 +26,7 @@ def facts_for(plan: Plan) -> dict:
         "drbd": DrbdStatus(),
         "services": ServicesFact(str(plan.network.vip)),
         "heartbeat": HeartbeatResources(),
+        "split_brain": SplitBrainMarkers(),
     }
     if plan.target.kind == "lio":
         facts["lio"] = LioTargets()
@@ -87,6 +88,7 @@ def apply_facts(view: NodeView, parsed: dict[str, object]) -> None:
                 out_of_sync_kib=state.oos,
                 sync_percent=status.sync_percent,
                 sync_finish=status.finish,
+                split_brain=resource.name in parsed.get("split_brain", set()),
             )
         )
     services = parsed["services"]

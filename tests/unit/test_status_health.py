@@ -4,7 +4,7 @@ facts -> NodeView (nodes.apply_facts) -> findings (health). No VM needed."""
 import subprocess
 from pathlib import Path
 
-from orchestrator.guest.facts import ServicesFact, split
+from orchestrator.guest.facts import ServicesFact, SplitBrainMarkers, split
 from orchestrator.plan import load_plan
 from orchestrator.status import health
 from orchestrator.status.command import expected_of
@@ -210,3 +210,17 @@ def test_heartbeat_disagreeing_with_the_vip_and_a_transition():
         "node node2: heartbeat is moving the resources (transition)",
         "node node1 (active): holds the VIP but heartbeat says it holds no resources (VIP set by hand?)",
     ]
+
+
+def test_a_split_brain_marker_is_reported_until_the_resource_replicates_again():
+    survivor = active()
+    survivor.drbd[1].split_brain = True
+    assert findings([survivor, standby()]) == []  # resolved by hand: Connected again
+    survivor.drbd[1].connection = "StandAlone"
+    survivor.drbd[1].peer_disk = "DUnknown"
+    assert (
+        "node node1: DRBD iscsi.target.0: split brain; resolve it by hand (the plan run says how)"
+        in findings([survivor, standby()])
+    )
+    markers = SplitBrainMarkers().process("split-brain-iscsi.target.0\nunrelated\n")
+    assert markers == {"iscsi.target.0"}
