@@ -15,25 +15,30 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from orchestrator.appliance.build import build_appliance
+from orchestrator.engine import one_line
+from orchestrator.guest.ssh import GuestError
 from orchestrator.identity import NIC_ROLES
 from orchestrator.lab import hook, netns
+from orchestrator.lab.failover import failover
 from orchestrator.lab.plan_file import lab_plan_text
 from orchestrator.lab.qemu import qemu_pid, wait_until
 from orchestrator.lab.simulator import REPO, LabError, SimInfo, start_simulator, stop_pid
 from orchestrator.output import error_line, make_console
 from orchestrator.state import new_ed25519_key
+from orchestrator.vsphere.session import VSphereError
 
 DEFAULT_DIR = Path(os.environ.get("VSA_LAB_DIR", Path.home() / ".cache" / "vsa-orchestrate" / "lab"))
 
 
 def lab_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="vsa-orchestrate lab", description="the embedded lab")
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "status", "failover"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"lab folder (default {DEFAULT_DIR})")
     args = parser.parse_args(argv)
     console = make_console()
@@ -45,13 +50,27 @@ def lab_main(argv: list[str]) -> int:
         elif args.action == "down":
             lab_down(args.dir)
             console.print("lab is down")
+        elif args.action == "failover":
+            return _failover(args.dir, console)
         else:
             pid = _running_pid(args.dir)
             console.print(f"lab is {'up (simulator pid ' + str(pid) + ')' if pid else 'down'}")
             return 0 if pid else 2
-    except LabError as err:
-        console.print(error_line(err))
+    except (LabError, VSphereError, GuestError, OSError) as err:
+        console.print(error_line(one_line(err)))
         return 1
+    return 0
+
+
+def _failover(lab_dir: Path, console) -> int:
+    """Runs inside the namespace (the simulator and the VIP live there): re-executed there when needed."""
+    if not (lab_dir / "lab.toml").exists() or not netns.exists():
+        raise LabError("the lab is down; run `vsa-orchestrate lab up` and apply the lab plan first")
+    if not netns.inside():
+        command = [*netns.exec_prefix(), sys.executable, "-m", "orchestrator", "lab", "failover"]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        return subprocess.run([*command, "--dir", str(lab_dir.resolve())], env=env, check=False).returncode
+    failover(lab_dir / "lab.toml", console)
     return 0
 
 

@@ -62,6 +62,14 @@ def exists() -> bool:
     return Path("/run/netns", NAMESPACE).exists()
 
 
+def inside() -> bool:
+    """Whether this process runs in the lab namespace."""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino == os.stat(Path("/run/netns", NAMESPACE)).st_ino
+    except OSError:
+        return False
+
+
 def exec_prefix() -> list[str]:
     """Prefix a command with this to run it inside the lab namespace."""
     return ["ip", "netns", "exec", NAMESPACE]
