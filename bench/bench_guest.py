@@ -19,7 +19,6 @@ import re
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ if str(REPO) not in sys.path:
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.acked_writes import AckedWriter, lun_readable  # noqa: E402
 from orchestrator.appliance.build import Appliance, build_appliance  # noqa: E402
 from orchestrator.lab import netns  # noqa: E402
 from orchestrator.lab.qemu import Disk, LabVm  # noqa: E402
@@ -39,7 +39,6 @@ from tests.lab.nodes import active_node, on, qemu_io, vsa, wait_for, wait_ssh  #
 
 MIB = 2**20
 THROUGHPUT_MIB = 128
-BLOCK = 64 * 1024
 SERVE_TIMEOUT_S = 180
 SYNC_TIMEOUT_S = 900
 
@@ -121,39 +120,20 @@ def _seconds(text: str) -> float:
 def failover(pair: Pair, round_no: int) -> tuple[float, int, int]:
     """Kill the active node under a writer; (seconds to serve again, blocks acknowledged, lost)."""
     plan = pair.plan
-    acknowledged: list[tuple[int, int]] = []
-    stop = threading.Event()
-    base = (round_no % 8) * 16 * MIB  # each round writes its own region
-
-    def writer() -> None:
-        index = 0
-        while not stop.is_set():
-            pattern = 1 + (index + round_no) % 250
-            offset = base + index * BLOCK
-            if "wrote 65536" in qemu_io(plan, f"write -P {pattern} {offset} {BLOCK}").stdout:
-                acknowledged.append((offset, pattern))
-                index += 1
-
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
-    wait_for(lambda: len(acknowledged) >= 3, 60)
-    active = active_node(plan)
-    pair.vms[active].power_off()
-    killed = time.monotonic()
-    wait_for(lambda: "read 4096" in qemu_io(plan, "read 0 4k", read_only=True).stdout, SERVE_TIMEOUT_S)
-    seconds = time.monotonic() - killed
-    wait_for(lambda: len(acknowledged) >= 3 + 2, 60)  # the writer gets through again
-    stop.set()
-    thread.join()
-    lost = sum(
-        "read 65536/65536" not in qemu_io(plan, f"read -P {pattern} {offset} {BLOCK}", read_only=True).stdout
-        for offset, pattern in acknowledged
-    )
+    with AckedWriter(plan, round_no) as writer:
+        writer.wait_more(3, 60)
+        active = active_node(plan)
+        pair.vms[active].power_off()
+        killed = time.monotonic()
+        wait_for(lambda: lun_readable(plan), SERVE_TIMEOUT_S)
+        seconds = time.monotonic() - killed
+        writer.wait_more(2, 60)  # the writer gets through again
+    lost = writer.lost()
     pair.vms[active].start()
     wait_ssh(plan)
     pair.apply()
     wait_for(pair.synced, SYNC_TIMEOUT_S)
-    return seconds, len(acknowledged), lost
+    return seconds, len(writer.latest), lost
 
 
 def main() -> int:
