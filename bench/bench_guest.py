@@ -29,11 +29,11 @@ if str(REPO) not in sys.path:
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench.acked_writes import AckedWriter, lun_readable  # noqa: E402
 from orchestrator.appliance.build import Appliance, build_appliance  # noqa: E402
 from orchestrator.lab import netns  # noqa: E402
 from orchestrator.lab.qemu import Disk, LabVm  # noqa: E402
 from orchestrator.plan import Plan  # noqa: E402
+from tests.lab.acked_writes import AckedWriter, lun_readable  # noqa: E402
 from tests.lab.conftest import storage_vm, write_lab_plan  # noqa: E402
 from tests.lab.nodes import active_node, on, qemu_io, vsa, wait_for, wait_ssh  # noqa: E402
 

@@ -45,12 +45,12 @@ if str(REPO) not in sys.path:
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench.acked_writes import AckedWriter  # noqa: E402
 from orchestrator.appliance.build import Appliance, build_appliance  # noqa: E402
 from orchestrator.lab import netns  # noqa: E402
 from orchestrator.lab.commands import lab_down, lab_up  # noqa: E402
 from orchestrator.plan import load_plan  # noqa: E402
 from orchestrator.stages import STAGE_ORDER  # noqa: E402
+from tests.lab.acked_writes import AckedWriter  # noqa: E402
 
 VSPHERE_STAGES = "vms,iscsi,datastore,cluster"
 NOOP_TARGET_S = 10.0

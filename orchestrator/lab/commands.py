@@ -116,7 +116,9 @@ def write_lab_plan(info: SimInfo, plan_path: Path) -> None:
     key = plan_path.with_name("id_ed25519")
     _ensure_ssh_key(key)
     plan_path.write_text(lab_plan_text(info, password_file.name, key.name))
-    (plan_path.with_name("sim.json")).write_text(json.dumps(info.__dict__))
+    # The password stays in its 0600 file only.
+    public = {key: value for key, value in info.__dict__.items() if key != "password"}
+    (plan_path.with_name("sim.json")).write_text(json.dumps(public))
 
 
 def lab_down(lab_dir: Path) -> None:

@@ -105,8 +105,9 @@ def appliance(_lab_host: None) -> Appliance:
     return Appliance.of(disk)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab_network(_lab_host: None) -> Iterator[None]:
+    """The lab namespace for one module: `lab down` in another module deletes it."""
     netns.up()
     try:
         yield

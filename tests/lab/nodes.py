@@ -17,11 +17,16 @@ REPO = Path(__file__).resolve().parents[2]
 VIP_TAG = "10.11.55.50/"  # the lab plan's VIP as `ip -o -4 addr` prints it
 
 
+def inside(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """A Python module of this repository run inside the lab namespace (where the lab's
+    networks and the lab-mode simulator are), e.g. inside("-m", "orchestrator", ...)."""
+    command = [*netns.exec_prefix(), sys.executable, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO)
+
+
 def vsa(plan: Plan, *args: str) -> subprocess.CompletedProcess:
-    """The CLI inside the lab namespace (where the storage network is)."""
-    cli = [sys.executable, "-m", "orchestrator"]
-    command = [*netns.exec_prefix(), *cli, str(plan.path), "--only", "guest", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, cwd=REPO)
+    """The guest stage alone, from the CLI inside the lab namespace."""
+    return inside("-m", "orchestrator", str(plan.path), "--only", "guest", *args)
 
 
 def on(plan: Plan, node: str, command: str) -> str:

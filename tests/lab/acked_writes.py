@@ -1,4 +1,4 @@
-"""A writer through the VIP that records every acknowledged block, for failover benchmarks.
+"""A writer through the VIP that records every acknowledged block, for failover tests and benchmarks.
 
 Each write is one qemu-io run (its own iSCSI login) from the lab side; only a write
 that qemu-io reports done counts as acknowledged. After the failover, every block
