@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from orchestrator.plan import Plan, StorageNode
 from orchestrator.state import HostKey
@@ -40,7 +39,7 @@ def nic_mac(plan: Plan, node: str, role: str) -> str:
 
 def ssh_public_key(plan: Plan) -> str:
     """The admin key installed for ssh_user; ValueError says how to make one."""
-    private = (plan.base_dir / Path(plan.storage_vm.ssh_key).expanduser()).resolve()
+    private = plan.ssh_key_file
     public = private.with_name(private.name + ".pub")
     try:
         return public.read_text().strip()

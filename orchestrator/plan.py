@@ -282,6 +282,11 @@ class Plan(_Section):
         return self._path.parent
 
     @property
+    def ssh_key_file(self) -> Path:
+        """The admin's private key: `~` expands first, then a relative path is the plan's folder's."""
+        return (self.base_dir / Path(self.storage_vm.ssh_key).expanduser()).resolve()
+
+    @property
     def state_dir(self) -> Path:
         """Generated secrets and host keys, beside the plan (DESIGN.md)."""
         return self._path.with_name(self._path.name + ".state")

@@ -88,12 +88,11 @@ class GuestStage:
         plan: Plan = ctx.plan
         shell = self.shells.get(node.node)
         if shell is None:
-            key = (plan.base_dir / plan.storage_vm.ssh_key).expanduser()
             shell = NodeShell(
                 node.node,
                 str(node.iscsi_ip),
                 plan.storage_vm.ssh_user,
-                key,
+                plan.ssh_key_file,
                 ctx.state.host_key(node.node),
                 wait_s=BOOT_WAIT_S if ctx.applying else 0,
             )

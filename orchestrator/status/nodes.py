@@ -8,7 +8,6 @@ generated or written. A node that does not answer at once (wait_s=0) is
 
 import shlex
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from orchestrator.guest import layout
 from orchestrator.guest.facts import ServicesFact, SplitBrainMarkers, script, split
@@ -48,9 +47,8 @@ def read_command(facts: dict) -> str:
 
 def read_node(plan: Plan, node: StorageNode, host_key: HostKey) -> dict[str, object]:
     """Connect (no waiting), run the facts' one script, parse each section."""
-    key_file = (plan.base_dir / plan.storage_vm.ssh_key).expanduser()
     shell = NodeShell(
-        node.node, str(node.iscsi_ip), plan.storage_vm.ssh_user, Path(key_file), host_key, wait_s=0
+        node.node, str(node.iscsi_ip), plan.storage_vm.ssh_user, plan.ssh_key_file, host_key, wait_s=0
     )
     try:
         facts = facts_for(plan)

@@ -113,7 +113,7 @@ def _ssh_answers(address: str) -> bool:
 
 
 def _connect(client: paramiko.SSHClient, plan: Plan, address: str) -> paramiko.SSHClient:
-    key_path = plan.base_dir / Path(plan.storage_vm.ssh_key).expanduser()
+    key_path = plan.ssh_key_file
     client.connect(
         address,
         username=plan.storage_vm.ssh_user,

@@ -6,11 +6,13 @@ line of the offending key in the written text, the dotted key and the message.
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from orchestrator.plan import Plan, PlanError, PlanIssue, SecretRef, load_plan
+from tests.unit.conftest import EXAMPLE_PLAN
 
 # ---------------------------------------------------------------- helpers
 
@@ -732,3 +734,13 @@ def test_deadtime_too_long_for_esxi_path_recovery_is_refused(plan_text, write_pl
         load_plan(write_plan(text))
     [issue] = caught.value.issues
     assert issue.key == "ha.deadtime"
+
+
+def test_the_ssh_key_path_expands_home_before_the_plan_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    text = EXAMPLE_PLAN.read_text()
+    cases = {"~/.ssh/id_ed25519": tmp_path / "home/.ssh/id_ed25519", "keys/admin": tmp_path / "keys/admin"}
+    for key, expected in cases.items():
+        plan_path = tmp_path / "plan.toml"
+        plan_path.write_text(re.sub(r'ssh_key = "[^"]*"', f'ssh_key = "{key}"', text))
+        assert load_plan(plan_path).ssh_key_file == expected
