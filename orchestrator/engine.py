@@ -101,7 +101,6 @@ def _run(
             reporter=reporter,
             allow_destroy=options.allow_destroy,
             redactor=redactor,
-            dry_run=options.dry_run,
         )
         changes, problems = _plan_all(ctx, stages)
         payload["notes"] = list(ctx.notes)

@@ -45,7 +45,6 @@ class RunContext:
     reporter: Reporter
     allow_destroy: frozenset[str]
     redactor: Redactor
-    dry_run: bool = False
     # True only while stages are applied: a stage may then wait for what an earlier
     # stage just started (the guest stage for VMs the vms stage powered on).
     applying: bool = False

@@ -265,7 +265,7 @@ def _node_services(node: str, desired: Desired, facts: NodeFacts, fresh: bool) -
         )
         steps.append("restart")
     if services.config_mounted and not fresh:
-        current = facts.extra.get("target_definition")
+        current = facts.target_definition
         if current != sha256(desired.target_definition):
             attrs.append(
                 Attr(layout.TARGET_DEFINITION, current and current[:12], "rewritten", sensitive=True)

@@ -244,7 +244,7 @@ class NodeFacts:
     metadata: dict[str, bool]
     files: dict[str, tuple[str, int]]
     services: Services
-    extra: dict[str, Any] = field(default_factory=dict)
+    target_definition: str | None = None  # TargetDefinitionHash, where the config volume is mounted
     split_brain: set[str] = field(default_factory=set)  # resources whose split-brain marker is set
     secrets: dict[str, str] = field(default_factory=dict)  # DeployedSecrets, when they were read
 

@@ -26,7 +26,7 @@ from orchestrator.guest.facts import (
     split,
 )
 from orchestrator.guest.render import NodeFile, Secrets, lun_serial, node_files
-from orchestrator.guest.ssh import NodeShell, Unreachable
+from orchestrator.guest.ssh import GuestError, NodeShell, Unreachable
 from orchestrator.plan import Plan
 
 SCRIPT_PATH = f"/etc/ha.d/resource.d/{layout.TARGET_SCRIPT}"
@@ -108,7 +108,10 @@ class GuestStage:
             "target_definition": TargetDefinitionHash(),
             **({"secrets": DeployedSecrets()} if read_secrets else {}),
         }
-        sections = split(shell.run(script(facts)).out)
+        result = shell.run(script(facts), check=False)
+        if result.code != 0:  # its output may hold secrets (DeployedSecrets): never quoted
+            raise GuestError(f"{node.node}: reading its state failed ({result.code}): {result.err.strip()}")
+        sections = split(result.out)
         parsed = {name: fact.process(sections.get(name, "")) for name, fact in facts.items()}
         for resource in layout.RESOURCES:
             state = parsed["drbd"].get(resource.minor)
@@ -120,7 +123,7 @@ class GuestStage:
             metadata=parsed["metadata"],
             files=parsed["files"],
             services=parsed["services"],
-            extra={"target_definition": parsed["target_definition"]},
+            target_definition=parsed["target_definition"],
             split_brain=parsed["split_brain"],
             secrets=parsed.get("secrets", {}),
         )
@@ -135,22 +138,38 @@ class GuestStage:
 
 
 def deployed_secrets(facts: dict[str, NodeFacts], lost: list[str]) -> tuple[dict[str, str], list[Problem]]:
-    """The secrets the state folder lost, as the nodes use them; a problem when nodes disagree."""
+    """The secrets the state folder lost, as the nodes use them. A problem when nodes
+    disagree, or when a node holds the secret's file but it could not be read back
+    (a new secret would rotate it on a working pair)."""
     deployed, problems = {}, []
     for name in lost:
         values = {node_facts.secrets[name] for node_facts in facts.values() if name in node_facts.secrets}
-        if len(values) > 1:
+        unread = [
+            node
+            for node, node_facts in facts.items()
+            if _holds(node_facts, name) and name not in node_facts.secrets
+        ]
+        if len(values) > 1 or unread:
+            why = "use different ones" if len(values) > 1 else f"hold it unreadably ({', '.join(unread)})"
             problems.append(
                 Problem(
                     "guest",
                     f"secret {name}",
-                    f"the state folder has no {name} secret and the storage nodes use different ones; "
+                    f"the state folder has no {name} secret and the storage nodes {why}; "
                     f"restore secrets/{name} in the state folder from a backup",
                 )
             )
         elif values:
             deployed[name] = values.pop()
     return deployed, problems
+
+
+def _holds(facts: NodeFacts, secret: str) -> bool:
+    """Whether the node has the file a secret is read back from."""
+    if secret == "chap":
+        return facts.target_definition is not None
+    path = {"drbd": f"/etc/drbd.d/{layout.CONFIG.name}.res", "heartbeat": "/etc/ha.d/authkeys"}[secret]
+    return path in facts.files
 
 
 def _managed_paths(plan: Plan) -> list[str]:

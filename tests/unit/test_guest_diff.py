@@ -40,7 +40,7 @@ def healthy(node: str, active: bool) -> NodeFacts:
         metadata={r.name: True for r in layout.RESOURCES},
         files=files,
         services=services,
-        extra={"target_definition": sha256(DESIRED[node].target_definition) if active else None},
+        target_definition=sha256(DESIRED[node].target_definition) if active else None,
     )
 
 
@@ -167,3 +167,12 @@ def test_a_lost_secret_is_adopted_from_the_nodes_unless_they_disagree():
     [problem] = problems
     assert problem.resource == "secret heartbeat" and "restore secrets/heartbeat" in problem.message
     assert "secret-A" not in problem.message and "secret-B" not in problem.message
+
+
+def test_a_lost_secret_held_but_unreadable_is_never_replaced():
+    node1, node2 = healthy("node1", True), healthy("node2", False)
+    node1.secrets = {"heartbeat": "secret-A"}  # node2's authkeys exists, but nothing was read from it
+    deployed, problems = deployed_secrets({"node1": node1, "node2": node2}, ["heartbeat", "chap"])
+    assert deployed == {}
+    assert [problem.resource for problem in problems] == ["secret heartbeat", "secret chap"]
+    assert "(node2)" in problems[0].message and "(node1)" in problems[1].message
