@@ -43,6 +43,10 @@ class RunError(Exception):
     """A runtime fault explained in one line."""
 
 
+# Faults a command reports as one line (one_line), never as a traceback.
+RUN_ERRORS = (RunError, VSphereError, GuestError, ValueError, vmodl.MethodFault, OSError, HTTPException)
+
+
 def run(
     plan: Plan,
     options: Options,
@@ -54,7 +58,7 @@ def run(
     stages = [STAGES[name] for name in STAGE_ORDER if name in options.only]
     try:
         code = _run(plan, options, console, progress_console, redactor, stages, payload)
-    except (RunError, VSphereError, GuestError, ValueError, vmodl.MethodFault, OSError, HTTPException) as err:
+    except RUN_ERRORS as err:
         message = one_line(err)
         log.error("%s", message)
         payload["error"] = message

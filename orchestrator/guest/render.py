@@ -41,6 +41,24 @@ def lun_serial(plan: Plan) -> str:
     return hashlib.sha256(plan.iqn.encode()).hexdigest()[:32]
 
 
+LIO_OUI = "6001405"  # LIO's NAA-6 prefix: NAA 6 + IEEE company id 00:14:05 (default company_id)
+
+
+def naa_from_serial(serial: str) -> str:
+    """The NAA id LIO derives from a unit serial: naa.6001405 + its first 25 hex digits.
+
+    The kernel (spc_gen_naa_6h_vendor_specific) skips characters that are not
+    hex digits, so a serial with dashes gives the same id as without them.
+    """
+    digits = "".join(char for char in serial.lower() if char in "0123456789abcdef")
+    return f"naa.{LIO_OUI}{digits[:25]}"
+
+
+def lun_naa(plan: Plan) -> str:
+    """The NAA id (VPD 0x83) every host sees for the LUN, on either node."""
+    return naa_from_serial(lun_serial(plan))
+
+
 def target_resource(plan: Plan) -> str:
     """The heartbeat resource that starts the target (IET ships an init script)."""
     return "iscsitarget" if plan.target.kind == "iet" else layout.TARGET_SCRIPT

@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 
 from orchestrator.appliance.build import build_appliance
-from orchestrator.engine import one_line
-from orchestrator.guest.ssh import GuestError
+from orchestrator.engine import RUN_ERRORS, one_line
 from orchestrator.identity import NIC_ROLES
 from orchestrator.lab import hook, netns
 from orchestrator.lab.failover import failover
@@ -31,7 +30,6 @@ from orchestrator.lab.qemu import qemu_pid, wait_until
 from orchestrator.lab.simulator import REPO, LabError, SimInfo, start_simulator, stop_pid
 from orchestrator.output import error_line, make_console
 from orchestrator.state import new_ed25519_key
-from orchestrator.vsphere.session import VSphereError
 
 DEFAULT_DIR = Path(os.environ.get("VSA_LAB_DIR", Path.home() / ".cache" / "vsa-orchestrate" / "lab"))
 
@@ -56,7 +54,7 @@ def lab_main(argv: list[str]) -> int:
             pid = _running_pid(args.dir)
             console.print(f"lab is {'up (simulator pid ' + str(pid) + ')' if pid else 'down'}")
             return 0 if pid else 2
-    except (LabError, VSphereError, GuestError, OSError) as err:
+    except (LabError, *RUN_ERRORS) as err:
         console.print(error_line(one_line(err)))
         return 1
     return 0

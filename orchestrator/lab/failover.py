@@ -22,10 +22,10 @@ from orchestrator.state import StateDir
 from orchestrator.status import render
 from orchestrator.status.command import observe
 from orchestrator.vsphere import storage_vms
+from orchestrator.vsphere.iscsi import ISCSI_PORT
 from orchestrator.vsphere.session import connect
 from orchestrator.vsphere.tasks import run_task
 
-ISCSI_PORT = 3260
 SERVE_TIMEOUT_S = 300.0
 REPORT_EVERY_S = 5.0
 
@@ -36,12 +36,21 @@ def failover(plan_path: Path, console: Console) -> float:
     before = observe(plan)
     victim = before.active_node
     naa = before.expected.naa
-    if victim is None or naa is None:
-        raise LabError("no storage node serves the LUN now; apply the lab plan first (status shows why)")
+    if not before.healthy or victim is None or naa is None:
+        findings = "; ".join(before.problems) or "no node serves the LUN"
+        raise LabError(
+            f"the site is not healthy ({findings}); a failover now could power off the only up-to-date "
+            "copy. Apply the lab plan and wait until `status` exits 0"
+        )
+    chap = _chap(plan)
     _power_off(plan, victim, console)
     killed = time.monotonic()
     console.print(f"{victim}'s host lost power; waiting for {naa} on {plan.network.vip}:{ISCSI_PORT}")
-    seconds = _wait_served(plan, naa, killed, lambda elapsed: console.print(f"  {elapsed:5.1f} s: not yet"))
+
+    def waiting(elapsed: float) -> None:
+        console.print(f"  {elapsed:5.1f} s: not served yet")
+
+    seconds = _wait_served(plan, naa, chap, killed, waiting)
     after = observe(plan)
     render.render_text(console, after)
     if after.active_node in (None, victim):
@@ -64,10 +73,19 @@ def _power_off(plan: Plan, node: str, console: Console) -> None:
         session.close()
 
 
-def _wait_served(plan: Plan, naa: str, since: float, waiting: Callable[[float], None]) -> float:
-    chap = None
-    if plan.target.chap:
-        chap = {"name": plan.chap_name, "secret": StateDir(plan.state_dir, persist=False).secret("chap")}
+def _chap(plan: Plan) -> dict[str, str] | None:
+    """The initiator's CHAP credentials, as the hosts use them."""
+    if not plan.target.chap:
+        return None
+    state = StateDir(plan.state_dir, persist=False)
+    if not state.has_secret("chap"):
+        raise LabError(f"no CHAP secret in {plan.state_dir}; apply the lab plan first")
+    return {"name": plan.chap_name, "secret": state.secret("chap")}
+
+
+def _wait_served(
+    plan: Plan, naa: str, chap: dict[str, str] | None, since: float, waiting: Callable[[float], None]
+) -> float:
     reported = since
     while True:
         try:

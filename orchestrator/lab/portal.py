@@ -2,27 +2,21 @@
 told that a portal answers at the plan's VIP, serving one LUN with the plan's
 IQN, size and CHAP secret (the secret the guest stage will configure)."""
 
-import hashlib
 from pathlib import Path
 
 import requests
 
+from orchestrator.guest.render import lun_naa
 from orchestrator.lab.simulator import SimInfo
 from orchestrator.plan import load_plan
 from orchestrator.state import StateDir
-
-ISCSI_PORT = 3260
-
-
-def lun_naa(iqn: str) -> str:
-    """A stable NAA-6 id in LIO's vendor space, derived from the IQN."""
-    return "naa.6001405" + hashlib.sha256(iqn.encode()).hexdigest()[:25]
+from orchestrator.vsphere.iscsi import ISCSI_PORT
 
 
 def serve_portal(info: SimInfo, plan_path: Path) -> str:
     """Register the plan's portal with the simulator; returns the LUN's naa id."""
     plan = load_plan(plan_path)
-    naa = lun_naa(plan.iqn)
+    naa = lun_naa(plan)
     body = {
         "address": str(plan.network.vip),
         "port": ISCSI_PORT,

@@ -7,23 +7,19 @@ folder, no generated key).
 
 import argparse
 import logging
-from http.client import HTTPException
 from pathlib import Path
 
-from pyVmomi import vmodl
-
-from orchestrator.engine import EXIT_ERROR, EXIT_OK, EXIT_PENDING, one_line
-from orchestrator.guest.render import lun_serial
+from orchestrator.engine import EXIT_ERROR, EXIT_OK, EXIT_PENDING, RUN_ERRORS, one_line
+from orchestrator.guest.render import lun_serial, naa_from_serial
 from orchestrator.output import error_line, make_console, warning_line
 from orchestrator.plan import Plan, PlanError, load_plan
 from orchestrator.stages import deployed_host_key
 from orchestrator.state import StateDir
 from orchestrator.status import health, nodes, render, vsphere_view
 from orchestrator.status.model import Expected, NodeView, SiteStatus
-from orchestrator.status.node_facts import naa_from_serial
 from orchestrator.vsphere import storage_vms
 from orchestrator.vsphere.inventory import take_snapshot
-from orchestrator.vsphere.session import VSphereError, connect
+from orchestrator.vsphere.session import connect
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +118,7 @@ def status_main(argv: list[str]) -> int:
         )
     try:
         status = observe(plan)
-    except (VSphereError, ValueError, vmodl.MethodFault, OSError, HTTPException) as err:
+    except RUN_ERRORS as err:
         message = one_line(err)
         if args.json:
             print(render.error_json(plan.name, message, EXIT_ERROR))

@@ -8,19 +8,9 @@ import re
 from dataclasses import dataclass
 
 from orchestrator.guest.facts import DrbdState, ProcDrbd
+from orchestrator.guest.render import naa_from_serial
 
 CONFIGFS = "/sys/kernel/config/target"
-LIO_OUI = "6001405"  # LIO's NAA-6 prefix: NAA 6 + IEEE company id 00:14:05 (default company_id)
-
-
-def naa_from_serial(serial: str) -> str:
-    """The NAA id LIO derives from a unit serial: naa.6001405 + its first 25 hex digits.
-
-    The kernel (spc_gen_naa_6h_vendor_specific) skips characters that are not
-    hex digits, so a serial with dashes gives the same id as without them.
-    """
-    digits = "".join(char for char in serial.lower() if char in "0123456789abcdef")
-    return f"naa.{LIO_OUI}{digits[:25]}"
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def sim_view(lab: Lab, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
-def lun_naa(lab: Lab) -> str:
+def reported_naa(lab: Lab) -> str:
     """The NAA the LUN itself reports on VPD page 0x83, read with a real login through the VIP."""
     plan = lab.plan
     secret = (plan.state_dir / "secrets" / "chap").read_text().strip()
@@ -120,7 +120,7 @@ def test_apply_from_empty_serves_the_datastore_on_the_luns_own_naa(lab: Lab):
     assert set(stage_times(applied.stdout)) == set(STAGES)
     code, site = status(lab)
     assert code == 0, site["problems"]
-    naa = lun_naa(lab)
+    naa = reported_naa(lab)
     assert site["datastore"]["naa"] == naa
     hosts = sim_view(lab, "show")
     assert len(hosts) == 3
@@ -146,7 +146,7 @@ def test_a_second_run_changes_nothing(lab: Lab):
 
 
 def test_a_wrong_chap_secret_on_an_adapter_is_healed(lab: Lab):
-    naa = lun_naa(lab)
+    naa = reported_naa(lab)
     broken = sim_view(lab, "break-chap", "esx2.lab.local")
     assert broken["esx2.lab.local"]["luns"] == []  # a wrong secret means no disk
     code, site = status(lab)
@@ -159,7 +159,7 @@ def test_a_wrong_chap_secret_on_an_adapter_is_healed(lab: Lab):
 
 def test_failover_through_the_simulator_keeps_every_acknowledged_block(lab: Lab):
     plan = lab.plan
-    naa = lun_naa(lab)
+    naa = reported_naa(lab)
     victim = status(lab)[1]["active_node"]
     with AckedWriter(plan, round_no=0) as writer:
         writer.wait_more(3, 60)

@@ -5,7 +5,9 @@ import pytest
 import requests
 from pyVmomi import vim
 
-from orchestrator.lab.portal import lun_naa, stop_portal
+from orchestrator.guest.render import lun_naa
+from orchestrator.lab.portal import stop_portal
+from orchestrator.plan import load_plan
 from orchestrator.vsphere import iscsi_apply
 from tests.vsphere.conftest import Site, vsa, wait_task
 
@@ -74,7 +76,7 @@ def test_dry_run_on_empty_site_shows_every_esxi_change(site: Site, capsys):
 
 def test_full_apply_builds_the_esxi_side(deployed: Site):
     site = deployed
-    naa = lun_naa(IQN)
+    naa = lun_naa(load_plan(site.plan))
     for host in HOSTS:
         hba = adapter(site, host)
         [target] = hba.configuredSendTarget
@@ -142,7 +144,7 @@ def test_stale_target_of_ours_is_replaced_and_foreign_targets_are_left_alone(dep
     site = deployed
     old_vip, foreign = "10.11.55.49", "10.11.55.200"
     control = site.info.control_url
-    naa = lun_naa(IQN)
+    naa = lun_naa(load_plan(site.plan))
     body = {
         "address": old_vip,
         "iqn": IQN,

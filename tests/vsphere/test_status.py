@@ -12,7 +12,8 @@ import pytest
 from pyVmomi import vim
 
 from orchestrator.cli import main
-from orchestrator.lab.portal import lun_naa
+from orchestrator.guest.render import lun_naa
+from orchestrator.plan import load_plan
 from tests.vsphere.conftest import Site, vsa, wait_task
 
 IQN = "iqn.2011-08.local.demo:storage.disk.0"
@@ -41,7 +42,7 @@ def test_deployed_site_reads_every_host_healthy_and_the_nodes_unreachable(deploy
     code, document = status_json(deployed, capsys)
     assert code == 2 and document["exit_code"] == 2 and document["healthy"] is False
     assert deployed.tasks_since_reset() == {}
-    naa = lun_naa(IQN)
+    naa = lun_naa(load_plan(deployed.plan))
     assert document["expected"]["naa"] == naa
     assert [host["host"] for host in document["hosts"]] == HOSTS
     for host in document["hosts"]:
@@ -68,7 +69,7 @@ def test_table_for_people_names_the_findings(deployed: Site, capsys):
     code, out = status(deployed, capsys)
     assert code == 2
     assert "storage nodes" in out and "ESXi hosts" in out
-    assert f"target: {IQN}" in out and lun_naa(IQN) in out
+    assert f"target: {IQN}" in out and lun_naa(load_plan(deployed.plan)) in out
     assert "cluster vsa-cluster: HA on, host monitoring enabled" in out
     assert "Degraded: 3 finding(s)" in out
     assert "no reachable storage node holds the VIP 10.11.55.50" in out
