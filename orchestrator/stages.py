@@ -46,8 +46,11 @@ class RunContext:
     allow_destroy: frozenset[str]
     redactor: Redactor
     # True only while stages are applied: a stage may then wait for what an earlier
-    # stage just started (the guest stage for VMs the vms stage powered on).
+    # stage just started: the guest stage for the nodes in `starting`, whose VMs the
+    # vms stage creates or powers on in this run (before the prompt they show as
+    # pending; any other node that does not answer is an error).
     applying: bool = False
+    starting: set[str] = field(default_factory=set)
     inventory: Inventory | None = None
     identities: dict[str, NodeIdentity] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # one-line remarks, e.g. a stage skipped
@@ -103,6 +106,10 @@ class VmsStage:
                     ctx.plan.vm_name(node.node),
                 )
         changes, problems = storage_vms.diff(ctx.plan, facts, ctx.identities, ctx.allow_destroy)
+        powered_on = {change.resource for change in changes if "power_on" in change.steps}
+        ctx.starting = {
+            node.node for node in ctx.plan.storage_nodes if f"vm {ctx.plan.vm_name(node.node)}" in powered_on
+        }
         changes += autostart.diff(ctx.plan, autostart.observe(ctx.plan, ctx.inventory))
         return changes, problems
 

@@ -62,9 +62,9 @@ class GuestStage:
             try:
                 facts[node.node] = self._observe(ctx, node, read_secrets=bool(lost))
             except Unreachable:
-                if ctx.applying:
+                if ctx.applying or node.node not in ctx.starting:
                     raise
-                unreachable.append(node.node)  # not booted yet: the vms stage powers it on first
+                unreachable.append(node.node)  # the vms stage powers it on first
         if unreachable:
             return [_pending(node) for node in unreachable], []
         problems = [p for node, f in facts.items() for p in guest_diff.disk_problems(plan, node, f)]
@@ -94,7 +94,7 @@ class GuestStage:
                 plan.storage_vm.ssh_user,
                 plan.ssh_key_file,
                 ctx.state.host_key(node.node),
-                wait_s=BOOT_WAIT_S if ctx.applying else 0,
+                wait_s=BOOT_WAIT_S if ctx.applying and node.node in ctx.starting else 0,
             )
             self.shells[node.node] = shell
         disks = Disks().process(shell.run(Disks.command).out)

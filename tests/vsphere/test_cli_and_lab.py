@@ -41,3 +41,14 @@ def test_run_log_has_every_task_and_no_secret(site: Site, capsys):
     assert "PRIVATE KEY" not in log
     assert "PRIVATE KEY" not in capsys.readouterr().out
     assert oct(os.stat(site.plan.with_name("lab.toml.state") / "run.log").st_mode & 0o777) == "0o600"
+
+
+def test_nodes_the_vms_stage_starts_are_pending_any_other_silent_node_is_an_error(site: Site, capsys):
+    """The lab subnets are blackholed outside the lab namespace, so no node answers here."""
+    assert vsa(site.plan, "--dry-run", "--only", "vms,guest") == 2
+    shown = capsys.readouterr().out
+    assert "+ node node1" in shown and "once the VM answers on SSH" in shown
+    assert vsa(site.plan, "--yes", "--only", "vms") == 0
+    capsys.readouterr()
+    assert vsa(site.plan, "--dry-run", "--only", "vms,guest") == 1
+    assert "node1 (10.11.55.55): cannot open SSH" in capsys.readouterr().out
