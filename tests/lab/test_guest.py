@@ -19,7 +19,7 @@ from orchestrator.lab.qemu import LabVm
 from orchestrator.plan import Plan
 from orchestrator.state import StateDir
 from tests.lab.conftest import report, storage_vm, write_lab_plan
-from tests.lab.nodes import active_node, initiator, lun_url, on, qemu_io, vsa, wait_for
+from tests.lab.nodes import active_node, initiator, lun_url, on, qemu_io, vsa, wait_for, wait_ssh
 
 GIB = 2**30
 SERVE_TIMEOUT_S = 120
@@ -150,6 +150,7 @@ def test_hard_failover_loses_no_acknowledged_write(cluster):
     report(f"failover: acknowledged writes lost: {len(lost)} of {len(acknowledged)}")
     assert lost == []
     vms[active].start()
+    wait_ssh(plan)  # no vms stage in this run: nothing waits for the node to boot
     healed = vsa(plan, "--yes")
     assert healed.returncode == 0, healed.stdout + healed.stderr
     wait_for(lambda: on(plan, active, "cat /proc/drbd").count("ds:UpToDate/UpToDate") == 2, 300)
