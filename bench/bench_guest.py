@@ -35,7 +35,7 @@ from orchestrator.lab.qemu import Disk, LabVm  # noqa: E402
 from orchestrator.plan import Plan  # noqa: E402
 from tests.lab.acked_writes import AckedWriter, lun_readable  # noqa: E402
 from tests.lab.conftest import storage_vm, write_lab_plan  # noqa: E402
-from tests.lab.nodes import active_node, on, qemu_io, vsa, wait_for, wait_ssh  # noqa: E402
+from tests.lab.nodes import active_node, fully_synced, on, qemu_io, vsa, wait_for, wait_ssh  # noqa: E402
 
 MIB = 2**20
 THROUGHPUT_MIB = 128
@@ -72,11 +72,6 @@ class Pair:
         if result.returncode != 0:
             raise SystemExit(f"guest apply failed:\n{result.stdout}{result.stderr}")
         return time.monotonic() - began
-
-    def synced(self) -> bool:
-        return all(
-            on(self.plan, node, "cat /proc/drbd").count("ds:UpToDate/UpToDate") == 2 for node in self.vms
-        )
 
 
 def image_times(cold: bool) -> dict[str, float]:
@@ -132,7 +127,7 @@ def failover(pair: Pair, round_no: int) -> tuple[float, int, int]:
     pair.vms[active].start()
     wait_ssh(plan)
     pair.apply()
-    wait_for(pair.synced, SYNC_TIMEOUT_S)
+    wait_for(lambda: fully_synced(plan), SYNC_TIMEOUT_S)
     return seconds, len(writer.latest), lost
 
 

@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from orchestrator.appliance.build import build_appliance
@@ -127,7 +126,6 @@ def lab_down(lab_dir: Path) -> None:
     pid = _running_pid(lab_dir)
     if pid:
         _stop_simulator(lab_dir, pid)
-    (lab_dir / "sim.pid").unlink(missing_ok=True)
     netns.down()
 
 
@@ -143,10 +141,7 @@ def _stop_vms(lab_dir: Path) -> None:
 
 def _stop_simulator(lab_dir: Path, pid: int) -> None:
     stop_pid(pid)
-    deadline = time.monotonic() + 30
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
+    if not wait_until(lambda: not _alive(pid), 30):
         raise LabError(f"simulator pid {pid} did not stop; kill it by hand")
     (lab_dir / "sim.pid").unlink(missing_ok=True)
 

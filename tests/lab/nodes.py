@@ -100,3 +100,9 @@ def wait_ssh(plan: Plan, timeout: float = 300) -> None:
 
     for node in plan.storage_nodes:
         wait_for(lambda node=node: answers(node.node), timeout)
+
+
+def fully_synced(plan: Plan) -> bool:
+    """Both DRBD resources UpToDate on both sides, seen from every node."""
+    states = [on(plan, node.node, "cat /proc/drbd") for node in plan.storage_nodes]
+    return all(state.count("ds:UpToDate/UpToDate") == 2 for state in states)

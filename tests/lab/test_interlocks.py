@@ -12,7 +12,7 @@ from orchestrator.guest.facts import ProcDrbd
 from orchestrator.lab.qemu import LabVm
 from orchestrator.plan import Plan
 from tests.lab.conftest import report, storage_vm, write_lab_plan
-from tests.lab.nodes import active_node, on, qemu_io, vsa, wait_for, wait_ssh
+from tests.lab.nodes import active_node, fully_synced, on, qemu_io, vsa, wait_for, wait_ssh
 
 META, CONFIG, DATA = "/dev/sdb", "/dev/sdc", "/dev/sdd"  # the lab VM's data disks (sda is the OS)
 LUN = layout.LUN.name
@@ -38,10 +38,6 @@ def pair(tmp_path_factory, appliance, lab_network) -> Iterator[Plan]:
 
 def drbd(plan: Plan, node: str) -> str:
     return on(plan, node, "cat /proc/drbd")
-
-
-def fully_synced(plan: Plan) -> bool:
-    return all(drbd(plan, node).count("ds:UpToDate/UpToDate") == 2 for node in ("node1", "node2"))
 
 
 def lun_state(plan: Plan, node: str) -> tuple[str, str, str]:
