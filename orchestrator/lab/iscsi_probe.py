@@ -12,6 +12,8 @@ text, cut at the first zero byte).
 
 import ctypes
 import ctypes.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from orchestrator.lab.simulator import LabError
@@ -151,51 +153,41 @@ class _Session:
         if self.lib.iscsi_full_connect_sync(self.ctx, portal.encode(), 0) != 0:
             self._fail(f"login {iqn} at {portal}")
 
-    def _command(self, what: str, task: int | None, struct: type[ctypes.Structure]) -> ctypes.Structure:
+    @contextmanager
+    def _datain(self, what: str, task: int | None) -> Iterator[int]:
+        """The unmarshalled answer of a finished SCSI task with GOOD status; the task is freed after."""
         if not task:
             self._fail(what)
         try:
-            if ctypes.c_int.from_address(task).value != 0:  # scsi_task.status: GOOD
-                raise LabError(f"{what}: SCSI status {ctypes.c_int.from_address(task).value:#x}")
+            status = ctypes.c_int.from_address(task).value  # scsi_task.status
+            if status != 0:
+                raise LabError(f"{what}: SCSI status {status:#x}")
             data = self.lib.scsi_datain_unmarshall(task)
             if not data:
                 raise LabError(f"{what}: unparsable answer")
-            return struct.from_buffer_copy(ctypes.string_at(data, ctypes.sizeof(struct)))
+            yield data
         finally:
             self.lib.scsi_free_scsi_task(task)
 
+    def _command(self, what: str, task: int | None, struct: type[ctypes.Structure]) -> ctypes.Structure:
+        with self._datain(what, task) as data:
+            return struct.from_buffer_copy(ctypes.string_at(data, ctypes.sizeof(struct)))
+
     def luns(self) -> list[int]:
-        task = self.lib.iscsi_reportluns_sync(self.ctx, 0, 4096)
-        if not task:
-            self._fail("REPORT LUNS")
-        try:
-            if ctypes.c_int.from_address(task).value != 0:
-                raise LabError("REPORT LUNS failed")
-            data = self.lib.scsi_datain_unmarshall(task)
+        with self._datain("REPORT LUNS", self.lib.iscsi_reportluns_sync(self.ctx, 0, 4096)) as data:
             num = ctypes.c_uint32.from_address(data).value
             return [ctypes.c_uint16.from_address(data + 4 + 2 * i).value for i in range(min(num, 256))]
-        finally:
-            self.lib.scsi_free_scsi_task(task)
 
     def naa(self, lun: int) -> str:
         task = self.lib.iscsi_inquiry_sync(self.ctx, lun, 1, INQUIRY_DEVICE_IDENTIFICATION, 255)
-        if not task:
-            self._fail("INQUIRY VPD 0x83")
-        try:
-            if ctypes.c_int.from_address(task).value != 0:
-                raise LabError("INQUIRY VPD 0x83 failed")
-            data = self.lib.scsi_datain_unmarshall(task)
-            if not data:
-                raise LabError("INQUIRY VPD 0x83: unparsable answer")
+        with self._datain("INQUIRY VPD 0x83", task) as data:
             node = _DeviceIdentification.from_address(data).designators
             while node:
                 d = node.contents
                 if d.designator_type == DESIGNATOR_NAA and d.association == ASSOCIATION_LOGICAL_UNIT:
                     return "naa." + bytes(d.designator[: d.designator_length]).hex()
                 node = d.next
-            raise LabError(f"LUN {lun} has no NAA designator in VPD page 0x83")
-        finally:
-            self.lib.scsi_free_scsi_task(task)
+        raise LabError(f"LUN {lun} has no NAA designator in VPD page 0x83")
 
     def capacity(self, lun: int) -> tuple[int, int]:
         task = self.lib.iscsi_readcapacity16_sync(self.ctx, lun)

@@ -106,3 +106,12 @@ def fully_synced(plan: Plan) -> bool:
     """Both DRBD resources UpToDate on both sides, seen from every node."""
     states = [on(plan, node.node, "cat /proc/drbd") for node in plan.storage_nodes]
     return all(state.count("ds:UpToDate/UpToDate") == 2 for state in states)
+
+
+def ssh_banner(address: str) -> bool:
+    """True once sshd sends its banner at address (a listening socket alone is not enough)."""
+    try:
+        with netns.connect(address, 22, timeout=2) as sock:
+            return sock.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False

@@ -13,6 +13,7 @@ from orchestrator.lab.qemu import LabVm, wait_until
 from orchestrator.plan import Plan
 from orchestrator.state import StateDir, new_ed25519_key
 from tests.lab.conftest import GIB, pinned_client, report, storage_vm
+from tests.lab.nodes import ssh_banner
 
 BOOT_TIMEOUT_S = 300
 
@@ -97,19 +98,10 @@ def test_node_stops_cleanly_and_keeps_its_identity_across_a_restart(lab_plan: Pl
 
 
 def _wait_for_ssh(vm: LabVm, address: str) -> None:
-    assert wait_until(lambda: _ssh_answers(address) or vm.pid() is None, BOOT_TIMEOUT_S, interval=1), (
+    assert wait_until(lambda: ssh_banner(address) or vm.pid() is None, BOOT_TIMEOUT_S, interval=1), (
         f"no SSH on {address}:22 within {BOOT_TIMEOUT_S} s; console: {vm.console_log}"
     )
     assert vm.pid() is not None, f"qemu exited during boot; console: {vm.console_log}"
-
-
-def _ssh_answers(address: str) -> bool:
-    """True once sshd sends its banner (a listening socket alone is not enough)."""
-    try:
-        with netns.connect(address, 22, timeout=2) as sock:
-            return sock.recv(4).startswith(b"SSH-")
-    except OSError:
-        return False
 
 
 def _connect(client: paramiko.SSHClient, plan: Plan, address: str) -> paramiko.SSHClient:

@@ -21,16 +21,9 @@ from orchestrator.lab.qemu import qemu_pid, wait_until
 from orchestrator.plan import load_plan
 from orchestrator.state import StateDir
 from tests.lab.conftest import pinned_client, report
+from tests.lab.nodes import ssh_banner
 
 BOOT_TIMEOUT_S = 300
-
-
-def _ssh_banner(address: str) -> bool:
-    try:
-        with netns.connect(address, 22, timeout=2) as sock:
-            return sock.recv(4).startswith(b"SSH-")
-    except OSError:
-        return False
 
 
 def _running(pid: int) -> bool:
@@ -69,7 +62,7 @@ def test_power_on_through_the_simulator_boots_the_vm_and_down_leaves_nothing(lab
     node = plan.storage_nodes[0]
     address = str(node.iscsi_ip)
     folder = lab / "vms" / plan.vm_name(node.node)
-    assert wait_until(lambda: _ssh_banner(address), BOOT_TIMEOUT_S, interval=1), (
+    assert wait_until(lambda: ssh_banner(address), BOOT_TIMEOUT_S, interval=1), (
         f"no SSH on {address} within {BOOT_TIMEOUT_S} s; console: {folder / 'console.log'}"
     )
     report(f"power-on through the simulator to SSH: {time.monotonic() - started:.1f} s")
