@@ -11,7 +11,7 @@ from pathlib import Path
 
 from orchestrator.engine import EXIT_ERROR, EXIT_OK, Options, run
 from orchestrator.logs import REDACTOR, close_log, open_log
-from orchestrator.output import error_line, make_console, warning_line
+from orchestrator.output import error_line, make_console, warn_if_insecure
 from orchestrator.plan import PlanError, load_plan
 from orchestrator.stages import STAGE_ORDER
 
@@ -85,12 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"{args.plan}: plan {plan.name!r} is valid ({len(plan.hosts)} hosts, 2 storage nodes)")
         return EXIT_OK
     log_handler = open_log(args.log or plan.state_dir / "run.log")
-    if plan.vsphere.insecure:
-        errors.print(
-            warning_line(
-                "TLS verification is off (insecure = true): anyone on the path can impersonate vSphere"
-            )
-        )
+    warn_if_insecure(errors, plan.vsphere.insecure)
     options = Options(
         dry_run=args.dry_run,
         yes=args.yes,

@@ -18,3 +18,10 @@ def error_line(message: object) -> Text:
 
 def warning_line(message: object) -> Text:
     return Text("warning: ", style="bold yellow") + Text(str(message))
+
+
+def warn_if_insecure(errors: Console, insecure: bool) -> None:
+    """The warning every command that talks to vSphere prints when TLS is not verified."""
+    if insecure:
+        message = "TLS verification is off (insecure = true): anyone on the path can impersonate vSphere"
+        errors.print(warning_line(message))

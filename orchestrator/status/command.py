@@ -11,7 +11,7 @@ from pathlib import Path
 
 from orchestrator.engine import EXIT_ERROR, EXIT_OK, EXIT_PENDING, RUN_ERRORS, one_line
 from orchestrator.guest.render import lun_serial, naa_from_serial
-from orchestrator.output import error_line, make_console, warning_line
+from orchestrator.output import error_line, make_console, warn_if_insecure
 from orchestrator.plan import Plan, PlanError, load_plan
 from orchestrator.stages import deployed_host_key
 from orchestrator.state import StateDir
@@ -110,12 +110,7 @@ def status_main(argv: list[str]) -> int:
         for issue in err.issues:
             errors.print(error_line(issue))
         return EXIT_ERROR
-    if plan.vsphere.insecure:
-        errors.print(
-            warning_line(
-                "TLS verification is off (insecure = true): anyone on the path can impersonate vSphere"
-            )
-        )
+    warn_if_insecure(errors, plan.vsphere.insecure)
     try:
         status = observe(plan)
     except RUN_ERRORS as err:
