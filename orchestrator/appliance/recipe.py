@@ -2,14 +2,14 @@
 
 Everything that shapes the image lives in this package's recipe files
 (RECIPE_FILES); their hash names the cache entry, so editing the recipe
-builds a new image and an unchanged recipe reuses the cached one.
+builds a new image and an unchanged recipe reuses the cached one. Where the
+packages are downloaded from (mirror.py) is not part of the recipe.
 """
 
 import hashlib
 from pathlib import Path
 
-SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
+SUITE = "bookworm"  # from the build host's mirror (mirror.py; not part of the hash)
 
 # debootstrap --variant=minbase brings no init, kernel or network stack.
 # iputils-ping stays out: it conflicts with heartbeat's inetutils-ping.

@@ -11,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from orchestrator.appliance import recipe
 from orchestrator.appliance.shell import ApplianceError, run
+from orchestrator.host_files import ARCHIVE_KEYRING
 
 # Units a storage node does not need at boot (timers that touch the network or disks).
 MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "e2scrub_reap.service")
@@ -30,18 +31,20 @@ REMOVED = (
 )
 
 
-def debootstrap(root: Path, package_cache: Path) -> None:
-    """Debian with the recipe's packages; downloads are kept in package_cache."""
+def debootstrap(root: Path, package_cache: Path, mirror: str) -> None:
+    """Debian with the recipe's packages from mirror (checked against Debian's
+    archive keyring); downloads are kept in package_cache."""
     package_cache.mkdir(parents=True, exist_ok=True)
     run(
         [
             "debootstrap",
             "--variant=minbase",
+            f"--keyring={ARCHIVE_KEYRING}",
             f"--cache-dir={package_cache.resolve()}",
             f"--include={','.join(recipe.PACKAGES)}",
             recipe.SUITE,
             root,
-            recipe.MIRROR,
+            mirror,
         ]
     )
 

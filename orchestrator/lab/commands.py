@@ -8,6 +8,9 @@ the lab config (lab.json). Running it again while the lab is up is harmless.
 The orchestrator then runs inside the namespace too:
 `ip netns exec <namespace> vsa-orchestrate <lab plan> --yes`.
 `lab down` stops the lab's VMs, the simulator, and deletes the namespace.
+The appliance is built from the build host's Debian mirror, or from
+$VSA_APT_MIRROR when set (orchestrator/appliance/mirror.py); a failed build is
+one `error:` line naming the step and what to install or check.
 """
 
 import argparse
@@ -20,6 +23,7 @@ import sys
 from pathlib import Path
 
 from orchestrator.appliance.build import build_appliance
+from orchestrator.appliance.shell import ApplianceError
 from orchestrator.engine import RUN_ERRORS, one_line
 from orchestrator.identity import NIC_ROLES
 from orchestrator.lab import hook, netns
@@ -38,7 +42,7 @@ def lab_main(argv: list[str]) -> int:
     parser.add_argument("action", choices=["up", "down", "status", "failover"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"lab folder (default {DEFAULT_DIR})")
     args = parser.parse_args(argv)
-    console = make_console()
+    console, errors = make_console(), make_console(stderr=True)
     try:
         if args.action == "up":
             plan = lab_up(args.dir, say=console.print)
@@ -53,8 +57,11 @@ def lab_main(argv: list[str]) -> int:
             pid = _running_pid(args.dir)
             console.print(f"lab is {'up (simulator pid ' + str(pid) + ')' if pid else 'down'}")
             return 0 if pid else 2
+    except ApplianceError as err:  # one line naming the build step and what to install or check
+        errors.print(error_line(err))
+        return 1
     except (LabError, *RUN_ERRORS) as err:
-        console.print(error_line(one_line(err)))
+        errors.print(error_line(one_line(err)))
         return 1
     return 0
 

@@ -59,7 +59,8 @@ def build_simulator() -> Path:
     """Path of the simulator binary, building it when the cache lacks it."""
     result = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise LabError(f"building the simulated vCenter failed:\n{result.stderr.strip()}")
+        lines = result.stderr.strip().splitlines() or ["no output"]
+        raise LabError(f"building the simulated vCenter (scripts/build-sim) failed: {lines[-1].strip()}")
     return Path(result.stdout.strip().splitlines()[-1])
 
 

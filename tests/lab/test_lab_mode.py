@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,7 +52,16 @@ def test_power_on_through_the_simulator_boots_the_vm_and_down_leaves_nothing(lab
 
     started = time.monotonic()
     result = subprocess.run(
-        [*netns.exec_prefix(), "vsa-orchestrate", str(plan_path), "--yes", "--only", "vms"],
+        [
+            *netns.exec_prefix(),
+            sys.executable,
+            "-m",
+            "orchestrator",
+            str(plan_path),
+            "--yes",
+            "--only",
+            "vms",
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "VSA_LAB_NS": netns.NAMESPACE},
