@@ -83,7 +83,7 @@ class Problem:
         return f"{self.resource}: {self.message}"
 
 
-def render_text(console: Console, changes: list[Change], problems: list[Problem]) -> None:
+def render_text(console: Console, changes: list[Change]) -> None:
     """Terraform-like: one block per resource, + ~ - per attribute."""
     for change in changes:
         symbol, colour = SYMBOLS[change.action]
@@ -92,8 +92,12 @@ def render_text(console: Console, changes: list[Change], problems: list[Problem]
             console.print(_attr_line(attr), highlight=False)
         if change.note:
             console.print(Text(f"    ! {change.note}", style="yellow"))
+
+
+def render_problems(errors: Console, problems: list[Problem]) -> None:
+    """One error line per problem, on the error console (stderr)."""
     for problem in problems:
-        console.print(error_line(problem))
+        errors.print(error_line(problem))
 
 
 def _attr_line(attr: Attr) -> Text:

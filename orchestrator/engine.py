@@ -15,7 +15,7 @@ from pyVmomi import vmodl
 from rich.console import Console
 from rich.prompt import Confirm
 
-from orchestrator.changes import Change, Problem, problems_json, render_json, render_text
+from orchestrator.changes import Change, Problem, problems_json, render_json, render_problems, render_text
 from orchestrator.guest.ssh import GuestError
 from orchestrator.logs import Redactor
 from orchestrator.output import error_line
@@ -51,19 +51,21 @@ def run(
     plan: Plan,
     options: Options,
     console: Console,
-    progress_console: Console | None,
+    errors: Console,
     redactor: Redactor,
 ) -> int:
+    """One run; the diff and results go to `console` (stdout), progress and
+    error lines to `errors` (stderr)."""
     payload: dict[str, Any] = {"plan": plan.name, "dry_run": options.dry_run}
     stages = [STAGES[name] for name in STAGE_ORDER if name in options.only]
     try:
-        code = _run(plan, options, console, progress_console, redactor, stages, payload)
+        code = _run(plan, options, console, errors, redactor, stages, payload)
     except RUN_ERRORS as err:
         message = one_line(err)
         log.error("%s", message)
         payload["error"] = message
         if not options.json:
-            console.print(error_line(message))
+            errors.print(error_line(message))
         code = EXIT_ERROR
     payload["exit_code"] = code
     if options.json:
@@ -85,13 +87,13 @@ def _run(
     plan: Plan,
     options: Options,
     console: Console,
-    progress_console: Console | None,
+    errors: Console,
     redactor: Redactor,
     stages: list[Any],
     payload: dict[str, Any],
 ) -> int:
     state = StateDir(plan.state_dir, persist=not options.dry_run)
-    reporter = Reporter(None if options.json else progress_console)
+    reporter = Reporter(None if options.json else errors)
     session = None
     if any(getattr(stage, "needs_vsphere", True) for stage in stages):
         password = plan.resolve_password()
@@ -117,11 +119,11 @@ def _run(
             # The changes are not shown: a refused run must not read as a plan.
             payload["changes"] = []
             if not options.json:
-                render_text(console, [], problems)
-                console.print(f"Nothing was changed: {len(problems)} problem(s) to fix first.")
+                render_problems(errors, problems)
+                errors.print(f"Nothing was changed: {len(problems)} problem(s) to fix first.")
             return EXIT_ERROR
         if not options.json:
-            render_text(console, changes, [])
+            render_text(console, changes)
         if not changes:
             if not options.json:
                 console.print("No changes: the site matches the plan.")

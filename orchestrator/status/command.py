@@ -118,7 +118,7 @@ def status_main(argv: list[str]) -> int:
         if args.json:
             print(render.error_json(plan.name, message, EXIT_ERROR))
         else:
-            console.print(error_line(message))
+            errors.print(error_line(message))
         return EXIT_ERROR
     code = EXIT_OK if status.healthy else EXIT_DEGRADED
     if args.json:

@@ -135,7 +135,7 @@ def test_cpu_change_on_a_running_vm_says_it_power_cycles():
 def test_userdata_is_redacted_in_text_and_json():
     changes, _ = diff(facts(None, None))
     console = Console(record=True, width=200)
-    render_text(console, changes, [])
+    render_text(console, changes)
     text = console.export_text()
     as_json = json.dumps([change.as_json() for change in changes])
     assert "guestinfo.userdata: (sensitive value)" in text

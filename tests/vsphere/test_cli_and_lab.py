@@ -51,4 +51,4 @@ def test_nodes_the_vms_stage_starts_are_pending_any_other_silent_node_is_an_erro
     assert vsa(site.plan, "--yes", "--only", "vms") == 0
     capsys.readouterr()
     assert vsa(site.plan, "--dry-run", "--only", "vms,guest") == 1
-    assert "node1 (10.11.55.55): cannot open SSH" in capsys.readouterr().out
+    assert "node1 (10.11.55.55): cannot open SSH" in capsys.readouterr().err

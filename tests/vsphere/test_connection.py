@@ -14,11 +14,12 @@ def error_lines(out: str) -> list[str]:
 def assert_refused(site: Site, capsys, expected: str) -> None:
     site.info.reset_calls()
     assert vsa(site.plan, "--yes") == 1
-    out = capsys.readouterr().out
-    errors = error_lines(out)
-    assert len(errors) == 1, out
+    captured = capsys.readouterr()
+    errors = error_lines(captured.err)
+    assert len(errors) == 1, captured.err
     assert expected in errors[0]
-    assert "Traceback" not in out
+    assert "Traceback" not in captured.err + captured.out
+    assert "error:" not in captured.out
     assert site.tasks_since_reset() == {}
     assert site.vm_names() == ["vsa-appliance"]
 
@@ -29,7 +30,7 @@ def test_wrong_thumbprint_is_refused_before_any_login(site: Site, capsys):
 
     assert vsa(site.plan, "--yes") == 1
 
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert f"presents a certificate with SHA-256 thumbprint {site.info.thumbprint}" in out
     assert "refusing to log in" in out
     assert site.info.calls()["total"] == 0
@@ -48,7 +49,7 @@ def test_unreachable_server_is_one_clear_line(site: Site, capsys):
     site.edit_plan(f"port = {site.info.port}", f"port = {free_port}")
     site.info.reset_calls()
     assert vsa(site.plan, "--yes") == 1
-    errors = error_lines(capsys.readouterr().out)
+    errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1
     assert f"cannot reach vSphere at 127.0.0.1:{free_port}" in errors[0]
 
@@ -90,7 +91,7 @@ def test_missing_portgroup(site: Site, capsys):
     site.edit_plan('replication_portgroup = "VSA-Replication"', 'replication_portgroup = "VSA-Repl"')
     site.info.reset_calls()
     assert vsa(site.plan, "--yes") == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "has no portgroup 'VSA-Repl'" in out
     assert site.tasks_since_reset() == {}
 

@@ -223,7 +223,7 @@ def test_portal_that_never_answers_times_out_naming_host_and_vip(site: Site, cap
     monkeypatch.setattr(iscsi_apply, "LUN_WAIT_S", 2.0)
     stop_portal(site.info, VIP)
     assert vsa(site.plan, "--yes") == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert f"error: host esx1.lab.local: no LUN of {IQN} via {VIP}:3260 after 2 s" in out
     assert datastore(site) is None
 
@@ -233,7 +233,7 @@ def test_lun_with_someone_elses_vmfs_is_never_formatted(site: Site, capsys):
         f"{site.info.control_url}/portals/{VIP}/foreign-vmfs", json={}, timeout=10
     ).raise_for_status()
     assert vsa(site.plan, "--yes") == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "is named 'foreign-vmfs', the plan says 'vsa-ds0'" in out
     assert portal(site)["formats"] == 0
     assert datastore(site) is None
@@ -260,7 +260,7 @@ def test_changed_lun_identity_stops_with_an_explanation(deployed: Site, capsys):
 
     assert vsa(deployed.plan, "--yes") == 1
 
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert f"our LUN shows as {new}" in out and "changed the LUN's identity" in out
     assert portal(deployed)["formats"] == 1
     assert deployed.tasks_since_reset() == {}

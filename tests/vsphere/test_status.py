@@ -25,6 +25,14 @@ def status(site: Site, capsys, *extra: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
+def status_errors(site: Site, capsys) -> tuple[int, str]:
+    """Exit code and stderr of a status run whose stdout must stay empty."""
+    code = main(["status", str(site.plan)])
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    return code, captured.err
+
+
 def status_json(site: Site, capsys) -> tuple[int, dict]:
     code, out = status(site, capsys, "--json")
     return code, json.loads(out)
@@ -122,7 +130,7 @@ def test_esxi_host_skips_the_cluster(esxi_site: Site, capsys):
 
 def test_wrong_password_is_one_line_and_exit_1(site: Site, capsys):
     site.plan.with_name("vsphere-password").write_text("not-the-password\n")
-    code, out = status(site, capsys)
+    code, out = status_errors(site, capsys)
     assert code == 1
     assert out.strip().splitlines() == [
         f"error: vSphere at 127.0.0.1:{site.info.port} rejected user vsa-admin: wrong user name or "
@@ -138,7 +146,7 @@ def test_unreachable_vcenter_is_one_line_and_exit_1(site: Site, capsys):
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]
     site.edit_plan(f"port = {site.info.port}", f"port = {free_port}")
-    code, out = status(site, capsys)
+    code, out = status_errors(site, capsys)
     assert code == 1
     [line] = out.strip().splitlines()
     assert line.startswith(f"error: cannot reach vSphere at 127.0.0.1:{free_port}")

@@ -151,7 +151,7 @@ def test_shrinking_the_data_disk_is_refused_unless_the_node_is_named(deployed: S
 
     assert vsa(deployed.plan, "--yes") == 1
 
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "data disk is 4 GB but the plan says 2 GB; a disk is never shrunk" in out
     assert "--allow-destroy node1" in out and "--allow-destroy node2" in out
     assert deployed.tasks_since_reset() == {}
@@ -166,7 +166,7 @@ def test_a_node_removed_from_the_plan_is_kept_unless_named(deployed: Site, capsy
 
     assert vsa(deployed.plan, "--yes") == 1
 
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "vm vsa-node2: belongs to this plan (node node2) but the plan no longer lists it" in out
     assert deployed.vm_names() == ["vsa-appliance", "vsa-node1", "vsa-node2"]
 

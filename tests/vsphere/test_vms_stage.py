@@ -144,8 +144,10 @@ def test_unowned_vm_with_the_planned_name_is_refused_and_untouched(site: Site, c
 
     assert vsa(site.plan, "--yes") == 1
 
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.err
     assert "vm vsa-node1: a VM with this name exists but is not ours" in out
+    assert "error:" not in captured.out
     assert "Nothing was changed: 1 problem(s) to fix first." in out
     assert site.tasks_since_reset() == {}
     assert inventory_state(site) == before
@@ -156,7 +158,7 @@ def test_unowned_vm_with_the_planned_name_is_refused_and_untouched(site: Site, c
 
 def test_without_terminal_and_without_yes_it_refuses(site: Site, capsys):
     assert vsa(site.plan) == 1
-    assert "no terminal" in capsys.readouterr().out
+    assert "no terminal" in capsys.readouterr().err
     assert site.vm_names() == ["vsa-appliance"]
 
 
