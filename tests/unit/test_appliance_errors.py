@@ -125,3 +125,19 @@ def test_the_cli_refuses_a_mirror_that_is_no_url(tmp_path: Path) -> None:
         "error: appliance build: mirror: 'deb.example' is not an http(s):// or file:/ URL; "
         "check --mirror or $VSA_APT_MIRROR\n"
     )
+
+
+def test_lab_up_prints_an_appliance_fault_as_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.lab import commands
+
+    fault = "appliance build: bootloader: /usr/lib/syslinux/mbr/mbr.bin is missing; apt-get install x"
+
+    def failing_lab_up(lab_dir: Path, say=print) -> Path:
+        raise ApplianceError(fault)
+
+    monkeypatch.setattr(commands, "lab_up", failing_lab_up)
+    assert commands.lab_main(["up", "--dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"error: {fault}\n")
