@@ -61,9 +61,16 @@ def lab_main(argv: list[str]) -> int:
         errors.print(error_line(err))
         return 1
     except (LabError, *RUN_ERRORS) as err:
-        errors.print(error_line(one_line(err)))
+        errors.print(error_line(_lab_fault(args.action, err)))
         return 1
     return 0
+
+
+def _lab_fault(action: str, err: BaseException) -> str:
+    """One line; a local OSError (a file, a process) is not a lost vSphere connection."""
+    if isinstance(err, OSError) and not isinstance(err, ConnectionError | TimeoutError):
+        return f"lab {action}: {err}; check the lab folder and the host tools (scripts/install-lab-deps)"
+    return one_line(err)
 
 
 def _failover(lab_dir: Path, console) -> int:

@@ -141,3 +141,12 @@ def test_lab_up_prints_an_appliance_fault_as_one_error_line(
     assert commands.lab_main(["up", "--dir", str(tmp_path)]) == 1
     out, err = capsys.readouterr()
     assert (out, err) == ("", f"error: {fault}\n")
+
+
+def test_a_local_os_error_in_the_lab_is_not_called_a_lost_vsphere_connection() -> None:
+    from orchestrator.lab.commands import _lab_fault
+
+    line = _lab_fault("up", PermissionError(13, "Permission denied", "/run/netns"))
+    assert line.startswith("lab up: [Errno 13] Permission denied: '/run/netns'")
+    assert "vSphere" not in line
+    assert "vSphere" in _lab_fault("failover", ConnectionRefusedError(111, "Connection refused"))
