@@ -16,7 +16,9 @@ import (
 // (orchestrator/lab/hook.py). The hook is run as CMD VERB with one JSON
 // document on stdin:
 //
-//	power-on   a VM document (vmDoc); boot the VM          -> exit 0
+//	power-on   a VM document (vmDoc); boot the VM          -> exit 0; stdout
+//	           {"pid": N}: the twin's process, watched (lab_watch.go) so the
+//	           VM reads poweredOff once it dies outside the simulator
 //	power-off  a VM document; pull the plug (hard)         -> exit 0
 //	remove     a VM document; power off, forget the VM     -> exit 0
 //	probe      {"address","port","chap":{"name","secret"}|null}: log in to

@@ -125,6 +125,21 @@ func (vm *VirtualMachine) hookVerb(verb string) error {
 	return err
 }
 
+// hookPowerOn boots the twin and watches its process (lab_watch.go).
+func (vm *VirtualMachine) hookPowerOn() error {
+	out, err := hook.run("power-on", vm.labDoc(), hookPowerTimeout)
+	if err == nil {
+		vm.watchTwin(out)
+	}
+	return err
+}
+
+// hookPowerOff pulls the twin's plug; its watch ends first.
+func (vm *VirtualMachine) hookPowerOff() error {
+	unwatch(vm.Self)
+	return vm.hookVerb("power-off")
+}
+
 // innerFault is the fault of a task vcsim ran for us, if any.
 func innerFault(ref types.ManagedObjectReference) types.BaseMethodFault {
 	if t, ok := simulator.Map.Get(ref).(*simulator.Task); ok && t.Info.Error != nil {
@@ -148,7 +163,7 @@ func (vm *VirtualMachine) PowerOnVMTask(ctx *simulator.Context, req *types.Power
 		if f := vm.wrongState(types.VirtualMachinePowerStatePoweredOff); f != nil {
 			return f, ""
 		}
-		if err := vm.hookVerb("power-on"); err != nil {
+		if err := vm.hookPowerOn(); err != nil {
 			return hookFault(err)
 		}
 		res := vm.VirtualMachine.PowerOnVMTask(ctx, req).(*methods.PowerOnVM_TaskBody)
@@ -171,7 +186,7 @@ func (vm *VirtualMachine) PowerOffVMTask(ctx *simulator.Context, req *types.Powe
 }
 
 func (vm *VirtualMachine) labPowerOff(ctx *simulator.Context) (types.BaseMethodFault, string) {
-	if err := vm.hookVerb("power-off"); err != nil {
+	if err := vm.hookPowerOff(); err != nil {
 		return hookFault(err)
 	}
 	res := vm.VirtualMachine.PowerOffVMTask(ctx, &types.PowerOffVM_Task{This: vm.Self}).(*methods.PowerOffVM_TaskBody)
@@ -188,10 +203,10 @@ func (vm *VirtualMachine) ResetVMTask(ctx *simulator.Context, req *types.ResetVM
 		if f := vm.wrongState(types.VirtualMachinePowerStatePoweredOn); f != nil {
 			return f, ""
 		}
-		if err := vm.hookVerb("power-off"); err != nil {
+		if err := vm.hookPowerOff(); err != nil {
 			return hookFault(err)
 		}
-		if err := vm.hookVerb("power-on"); err != nil {
+		if err := vm.hookPowerOn(); err != nil {
 			// The twin is off now: say so, as a host would after a failed reset.
 			vm.VirtualMachine.PowerOffVMTask(ctx, &types.PowerOffVM_Task{This: vm.Self})
 			return hookFault(err)
@@ -210,7 +225,7 @@ func (vm *VirtualMachine) ShutdownGuest(ctx *simulator.Context, req *types.Shutd
 	if !labMode() || vm.Config.Template || vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
 		return vm.VirtualMachine.ShutdownGuest(ctx, req)
 	}
-	if err := vm.hookVerb("power-off"); err != nil {
+	if err := vm.hookPowerOff(); err != nil {
 		return &methods.ShutdownGuestBody{Fault_: simulator.Fault(err.Error(), &types.SystemError{Reason: err.Error()})}
 	}
 	return vm.VirtualMachine.ShutdownGuest(ctx, req)

@@ -5,7 +5,10 @@ one JSON document on stdin.
   power-on   boot the VM's qemu twin: OS disk = qcow2 overlay on the
              appliance image, data disks = the VM's own flat VMDK extents
              (raw, grown sparse to their capacity), one tap per NIC on the
-             bridge of its portgroup, guestinfo.* as the NoCloud seed
+             bridge of its portgroup, guestinfo.* as the NoCloud seed;
+             stdout {"pid": N}, the qemu the simulator then watches (a VM
+             whose qemu dies outside the simulator reads poweredOff, as on
+             ESXi when the VMX process is gone)
   power-off  SIGKILL its qemu (a host losing power)
   remove     power-off, delete its taps and its lab folder (OS overlay, seed)
   probe      log in to an iSCSI portal; stdout {"luns": [...]}
@@ -119,8 +122,8 @@ def handle(lab_dir: Path, verb: str, doc: dict) -> dict | None:
         luns = probe(doc["address"], int(doc["port"]), doc.get("chap"), doc.get("initiator"))
         return {"luns": [lun.to_json() for lun in luns]}
     if verb == "power-on":
-        lab_vm(lab_dir, config, doc, with_seed=True).start()
-    elif verb == "power-off":
+        return {"pid": lab_vm(lab_dir, config, doc, with_seed=True).start()}
+    if verb == "power-off":
         lab_vm(lab_dir, config, doc).power_off()
     elif verb == "remove":
         lab_vm(lab_dir, config, doc).remove()
