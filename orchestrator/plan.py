@@ -227,6 +227,18 @@ class Initiator(_Section):
     login_timeout: Annotated[int, Field(ge=1, le=60)] = 5
 
 
+class Liveness(_Section):
+    """A storage VM that vSphere shows powered on but whose guest has not answered
+    SSH for reset_after_s (hung, panicked) is reset by the vms stage, and only
+    while its peer serves the LUN UpToDate (never the only good copy). Unset, it
+    is RESET_AFTER_S, or longer when a failover takes longer (Plan.reset_after_s)."""
+
+    reset_after_s: Annotated[int, Field(ge=10, le=3600)] | None = None
+
+
+RESET_AFTER_S = 120
+
+
 class Datastore(_Section):
     name: str
     rename: bool = False  # rename our LUN's datastore when its name differs
@@ -268,6 +280,7 @@ class Plan(_Section):
     ha: Ha = Ha()
     target: Target = Target()
     initiator: Initiator = Initiator()
+    liveness: Liveness = Liveness()
     datastore: Datastore
     hosts: Annotated[list[HostEntry], Field(min_length=2)]
 
@@ -307,6 +320,11 @@ class Plan(_Section):
     @property
     def recovery_timeout(self) -> int:
         return self.initiator.recovery_timeout or min(120, self.failover_s + 10)
+
+    @property
+    def reset_after_s(self) -> int:
+        """Seconds a powered-on node's guest may not answer SSH before the vms stage resets it."""
+        return self.liveness.reset_after_s or max(RESET_AFTER_S, self.failover_s + 60)
 
     @property
     def chap_name(self) -> str:
@@ -454,6 +472,7 @@ def consistency_problems(plan: Plan) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
     problems += _duplicate_names(plan)
     problems += _initiator_timeouts(plan)
+    problems += _liveness_after_failover(plan)
     problems += _storage_node_shape(plan)
     problems += _addresses(plan)
     return problems
@@ -474,6 +493,17 @@ def _initiator_timeouts(plan: Plan) -> list[tuple[Loc, str]]:
             f"set initiator.recovery_timeout above {plan.failover_s} (at most 120) or lower ha.deadtime",
         )
     ]
+
+
+def _liveness_after_failover(plan: Plan) -> list[tuple[Loc, str]]:
+    if plan.liveness.reset_after_s is None or plan.liveness.reset_after_s > plan.failover_s:
+        return []
+    message = (
+        f"a silent node would be reset after {plan.liveness.reset_after_s} s, before its peer can have "
+        f"taken the LUN over (ha.deadtime {plan.ha.deadtime} s + {TAKEOVER_S} s takeover = "
+        f"{plan.failover_s} s); set liveness.reset_after_s above {plan.failover_s} (at most 3600)"
+    )
+    return [(("liveness", "reset_after_s"), message)]
 
 
 def _duplicate_names(plan: Plan) -> list[tuple[Loc, str]]:

@@ -744,3 +744,32 @@ def test_the_ssh_key_path_expands_home_before_the_plan_folder(tmp_path, monkeypa
         plan_path = tmp_path / "plan.toml"
         plan_path.write_text(re.sub(r'ssh_key = "[^"]*"', f'ssh_key = "{key}"', text))
         assert load_plan(plan_path).ssh_key_file == expected
+
+
+def test_liveness_reset_after_defaults_above_a_failover(plan_text, write_plan):
+    plan = load_plan(write_plan(plan_text))
+    assert plan.liveness.reset_after_s is None and plan.reset_after_s == 120
+    slow = plan_text.replace("deadtime = 10", "deadtime = 100").replace("initdead = 60", "initdead = 200")
+    slow = slow.replace("# recovery_timeout = 30", "recovery_timeout = 120")
+    assert load_plan(write_plan(slow)).reset_after_s == 170  # failover 110 s + 60
+
+
+def test_liveness_reset_after_is_taken_when_set(plan_text, write_plan):
+    text = plan_text.replace("# reset_after_s = 120", "reset_after_s = 45")
+    assert load_plan(write_plan(text)).reset_after_s == 45
+
+
+def test_liveness_reset_before_a_failover_completes_is_refused(plan_text, write_plan):
+    text = plan_text.replace("# reset_after_s = 120", "reset_after_s = 20")
+    issue = only_issue(write_plan(text))
+    assert issue.key == "liveness.reset_after_s"
+    assert issue.line == line_no(text, "reset_after_s = 20")
+    assert "before its peer can have taken the LUN over" in issue.message and "above 20" in issue.message
+
+
+@pytest.mark.parametrize("value", ["0", "5", "3601"])
+def test_liveness_reset_after_out_of_range_is_refused(plan_text, write_plan, value):
+    text = plan_text.replace("# reset_after_s = 120", f"reset_after_s = {value}")
+    issue = only_issue(write_plan(text))
+    assert issue.key == "liveness.reset_after_s"
+    assert issue.line == line_no(text, f"reset_after_s = {value}")
