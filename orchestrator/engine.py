@@ -107,6 +107,7 @@ def _run(
             reporter=reporter,
             allow_destroy=options.allow_destroy,
             redactor=redactor,
+            stages=tuple(stage.name for stage in stages),
         )
         changes, problems = _plan_all(ctx, stages)
         payload["notes"] = list(ctx.notes)

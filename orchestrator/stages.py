@@ -25,6 +25,7 @@ from orchestrator.vsphere import (
     cluster_apply,
     datastore,
     datastore_apply,
+    guest_liveness,
     iscsi,
     iscsi_apply,
     storage_vm_apply,
@@ -51,6 +52,13 @@ class RunContext:
     # pending; any other node that does not answer is an error).
     applying: bool = False
     starting: set[str] = field(default_factory=set)
+    stages: tuple[str, ...] = STAGE_ORDER  # the stages this run selected
+    # Powered-on nodes whose guest does not answer SSH (the vms stage resets or refuses
+    # them; the guest stage does not try them again before applying), and since when
+    # this run has seen each silent (time.monotonic()).
+    silent: set[str] = field(default_factory=set)
+    silent_since: dict[str, float] = field(default_factory=dict)
+    host_keys: dict[str, HostKey | None] = field(default_factory=dict)  # per node, as the vms stage pins them
     inventory: Inventory | None = None
     identities: dict[str, NodeIdentity] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # one-line remarks, e.g. a stage skipped
@@ -95,6 +103,7 @@ class VmsStage:
         for node_facts in facts.nodes:
             node = node_facts.node
             key = ctx.state.host_key(node.node, deployed=deployed_host_key(node_facts.vm))
+            ctx.host_keys[node.node] = key
             ctx.identities[node.node] = node_identity(ctx.plan, node, key, admin_key)
             placement = node_facts.placement
             if storage_vms.needs_folder_listing(ctx.plan, node_facts) and placement.datastore_id:
@@ -106,7 +115,12 @@ class VmsStage:
                     ctx.plan.vm_name(node.node),
                 )
         changes, problems = storage_vms.diff(ctx.plan, facts, ctx.identities, ctx.allow_destroy)
-        powered_on = {change.resource for change in changes if "power_on" in change.steps}
+        if "guest" in ctx.stages:  # a run without the guest stage never contacts a node
+            silences = guest_liveness.observe(ctx.plan, facts, ctx.host_keys, ctx.silent_since, ctx.reporter)
+            ctx.silent = {silence.node for silence in silences}
+            resets, refusals = guest_liveness.diff(ctx.plan, silences)
+            changes, problems = resets + changes, problems + refusals
+        powered_on = {change.resource for change in changes if {"power_on", "reset"} & set(change.steps)}
         ctx.starting = {
             node.node for node in ctx.plan.storage_nodes if f"vm {ctx.plan.vm_name(node.node)}" in powered_on
         }
@@ -117,6 +131,8 @@ class VmsStage:
         if "autostart" in change.steps:
             autostart.apply(ctx.session, ctx.inventory, change, ctx.reporter)
             return
+        if "reset" in change.steps:
+            guest_liveness.recheck(ctx.plan, change, ctx.host_keys)
         identity = ctx.identities.get(change.params.get("node", ""))
         storage_vm_apply.apply(ctx.session, ctx.plan, ctx.inventory, change, identity, ctx.reporter)
 

@@ -59,6 +59,9 @@ class GuestStage:
         unreachable = []
         facts = {}
         for node in plan.storage_nodes:
+            if node.node in ctx.silent and not ctx.applying:
+                unreachable.append(node.node)  # the vms stage resets it (or refuses to)
+                continue
             try:
                 facts[node.node] = self._observe(ctx, node, read_secrets=bool(lost))
             except Unreachable:

@@ -51,6 +51,13 @@ def apply(
         _power_off(vm, reporter, change.resource)
         run_task(reporter, f"destroy {change.resource}", vm.Destroy_Task)
         return
+    if "reset" in change.steps:  # a powered-on VM whose guest does not answer (guest_liveness)
+        vm = vim.VirtualMachine(params["vm"], session.stub)
+        if vm.runtime.powerState == "poweredOn":
+            run_task(reporter, f"reset {change.resource}", vm.ResetVM_Task)
+        else:  # its process died meanwhile: vSphere shows it off
+            run_task(reporter, f"power on {change.resource}", vm.PowerOnVM_Task)
+        return
     placement = params["placement"]
     if "clone" in change.steps:
         vm = _clone(session, plan, inventory, params, reporter, change.resource)
