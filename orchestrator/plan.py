@@ -300,6 +300,12 @@ class Plan(_Section):
         return (self.base_dir / Path(self.storage_vm.ssh_key).expanduser()).resolve()
 
     @property
+    def ova_file(self) -> Path | None:
+        """The source OVA (storage_vm.source.ova): `~` expands, a relative path is the plan folder's."""
+        ova = self.storage_vm.source.ova
+        return (self.base_dir / Path(ova).expanduser()).resolve() if ova else None
+
+    @property
     def state_dir(self) -> Path:
         """Generated secrets and host keys, beside the plan (DESIGN.md)."""
         return self._path.with_name(self._path.name + ".state")

@@ -5,7 +5,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
 
 class Reporter:
@@ -33,3 +41,21 @@ class Reporter:
 
             yield advance
             progress.update(bar, completed=100)
+
+    @contextmanager
+    def transfer(self, description: str, total_bytes: int) -> Iterator[Callable[[int], None]]:
+        """A bar in bytes with the rate; the callable adds bytes sent."""
+        if self.console is None:
+            yield lambda sent: None
+            return
+        columns = (
+            SpinnerColumn(),
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            bar = progress.add_task(description, total=total_bytes)
+            yield lambda sent: progress.advance(bar, sent)

@@ -98,7 +98,10 @@ class VmsStage:
     name = "vms"
 
     def plan(self, ctx: RunContext) -> tuple[list[Change], list[Problem]]:
-        facts = storage_vms.observe(ctx.plan, ctx.inventory)
+        esxi = ctx.session.content.about.apiType == "HostAgent"
+        facts = storage_vms.observe(ctx.plan, ctx.inventory, esxi=esxi)
+        if ctx.plan.storage_vm.source.ova and storage_vms.needs_source(ctx.plan, facts):
+            facts.ova = storage_vms.observe_ova(ctx.plan)  # every manifest digest, before any change
         admin_key = ssh_public_key(ctx.plan)
         for node_facts in facts.nodes:
             node = node_facts.node

@@ -18,7 +18,12 @@ import (
 // CloneVMTask replaces vcsim's clone, which ignores location.host, panics
 // when the datastore is not mounted on the source's host, and shares the
 // source's device objects (so each clone rewrote the template's disk path).
+// On an ESXi host (apiType HostAgent) there is no clone at all: like hostd,
+// the call fails with NotSupported (only vCenter clones).
 func (vm *VirtualMachine) CloneVMTask(ctx *simulator.Context, req *types.CloneVM_Task) soap.HasFault {
+	if esxiMode() {
+		return &methods.CloneVM_TaskBody{Fault_: simulator.Fault("The operation is not supported on the object.", &types.NotSupported{})}
+	}
 	task := simulator.CreateTask(vm, "cloneVm", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
 		return vm.clone(ctx, req)
 	})
@@ -26,6 +31,11 @@ func (vm *VirtualMachine) CloneVMTask(ctx *simulator.Context, req *types.CloneVM
 		Res: &types.CloneVM_TaskResponse{Returnval: task.Run()},
 	}
 }
+
+// apiType is about.apiType: VirtualCenter, or HostAgent when posing as ESXi.
+var apiType = "VirtualCenter"
+
+func esxiMode() bool { return apiType == "HostAgent" }
 
 type vmCreator interface {
 	CreateVMTask(*simulator.Context, *types.CreateVM_Task) soap.HasFault

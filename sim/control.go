@@ -12,7 +12,7 @@ import (
 )
 
 // callCounter counts SOAP methods invoked on /sdk, by the name of the first
-// element inside soapenv:Body.
+// element inside soapenv:Body, and disk uploads to /nfc/ as "NfcUpload".
 type callCounter struct {
 	mu      sync.Mutex
 	total   int
@@ -25,6 +25,9 @@ func newCallCounter() *callCounter {
 
 func (c *callCounter) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, nfcPath) && (r.Method == http.MethodPut || r.Method == http.MethodPost) {
+			c.add("NfcUpload") // a disk upload to an import lease (http_nfc_lease.go)
+		}
 		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/sdk") {
 			body, err := ioutil.ReadAll(r.Body)
 			_ = r.Body.Close()

@@ -28,12 +28,14 @@ var proxied = map[string]string{
 	"MoveInto_Task/ClusterComputeResource":                   "VsaClusterComputeResource",
 	"CreateClusterEx/Folder":                                 "VsaFolder",
 	"MoveIntoFolder_Task/Folder":                             "VsaFolder",
+	"ImportVApp/ResourcePool":                                "VsaResourcePool",
 }
 
 // proxyFactories builds a proxy for a target object.
 var proxyFactories = map[string]func(target types.ManagedObjectReference) mo.Reference{
 	"VsaClusterComputeResource": func(t types.ManagedObjectReference) mo.Reference { return newClusterProxy(t) },
 	"VsaFolder":                 func(t types.ManagedObjectReference) mo.Reference { return newFolderProxy(t) },
+	"VsaResourcePool":           func(t types.ManagedObjectReference) mo.Reference { return newResourcePoolProxy(t) },
 }
 
 var thisRE = regexp.MustCompile(`<_this\b[^>]*?\btype="([A-Za-z]+)"[^>]*>([^<]*)</_this>`)

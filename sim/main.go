@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25"
@@ -30,6 +31,7 @@ type config struct {
 	extraVMs int
 	apiType  string
 	labHook  string
+	leaseS   int
 }
 
 // simInfo is the contract written to DIR/sim.json and printed on stdout.
@@ -65,6 +67,8 @@ func main() {
 		"about.apiType to report: VirtualCenter, or HostAgent to pose as an ESXi host (same inventory)")
 	flag.StringVar(&cfg.labHook, "lab-hook", "",
 		"lab mode: command (JSON array or whitespace-separated) that drives real VMs and probes iSCSI portals; see lab_hook.go")
+	flag.IntVar(&cfg.leaseS, "nfc-lease-timeout", 300,
+		"seconds an import lease lives without HttpNfcLeaseProgress (vSphere: 300)")
 	flag.Parse()
 
 	log.SetPrefix("vsa-vcsim: ")
@@ -83,6 +87,10 @@ func run(cfg config) error {
 	if cfg.extraVMs < 0 {
 		return fmt.Errorf("-extra-vms must be >= 0")
 	}
+	if cfg.leaseS < 1 {
+		return fmt.Errorf("-nfc-lease-timeout must be >= 1")
+	}
+	nfcLeaseTimeout = time.Duration(cfg.leaseS) * time.Second
 	if err := checkLoopback(cfg.listen); err != nil {
 		return err
 	}
@@ -121,6 +129,7 @@ func run(cfg config) error {
 	}
 	si := simulator.Map.Get(vim25.ServiceInstance).(*simulator.ServiceInstance)
 	si.Content.About.ApiType = cfg.apiType
+	apiType = cfg.apiType
 
 	cert, thumbprint, err := selfSignedCert()
 	if err != nil {
@@ -134,7 +143,7 @@ func run(cfg config) error {
 	// NewServer starts serving at once and offers no middleware hook. Nobody
 	// knows the port until sim.json is written, so swapping the handler here
 	// cannot race with a request.
-	srv.Config.Handler = calls.wrap(proxyWrap(srv.Config.Handler))
+	srv.Config.Handler = calls.wrap(nfcWrap(proxyWrap(srv.Config.Handler)))
 	defer srv.Close()
 
 	ctl, err := startControl("127.0.0.1:0", calls)

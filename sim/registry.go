@@ -22,6 +22,7 @@ func installOverrides() {
 	wrapped := &PropertyCollector{}
 	wrapped.Self = pc.Self
 	simulator.Map.Put(wrapped)
+	installOvfManager(*si.Content.OvfManager)
 
 	simulator.Map.AddHandler(&vmWrapper{Self: types.ManagedObjectReference{Type: "VsaVmWrapper", Value: "vsa-vm-wrapper"}})
 }

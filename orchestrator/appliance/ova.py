@@ -28,7 +28,7 @@ def write_ova(rootfs_raw: Path, kernel: Path, initrd: Path, out: Path) -> None:
     """Write out/OVA from the raw root filesystem image and the boot files."""
     work = out / "ova-work"
     work.mkdir()
-    disk, vmdk = work / "disk.raw", work / "vsa-appliance-disk1.vmdk"
+    disk = work / "disk.raw"
     boot = _boot_partition(work, kernel, initrd)
     root_offset = (1 + BOOT_MIB) * MIB
     run(["truncate", "-s", str(root_offset + rootfs_raw.stat().st_size), disk])
@@ -41,6 +41,16 @@ def write_ova(rootfs_raw: Path, kernel: Path, initrd: Path, out: Path) -> None:
     _copy_into(MBR_CODE, disk, offset=0, size=440)
     _copy_into(boot, disk, offset=MIB)
     _copy_into(rootfs_raw, disk, offset=root_offset)
+    pack_ova(disk, out / OVA, work)
+    for path in work.iterdir():
+        path.unlink()
+    work.rmdir()
+
+
+def pack_ova(disk: Path, ova_path: Path, work: Path) -> None:
+    """Pack a raw disk image as the appliance OVA: the disk as a streamOptimized
+    VMDK, the OVF descriptor and the manifest (SHA256 of both), in `work`."""
+    vmdk = work / "vsa-appliance-disk1.vmdk"
     run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", disk, vmdk])
     descriptor = work / "vsa-appliance.ovf"
     descriptor.write_text(
@@ -51,12 +61,9 @@ def write_ova(rootfs_raw: Path, kernel: Path, initrd: Path, out: Path) -> None:
     manifest = work / "vsa-appliance.mf"
     manifest.write_text("".join(f"SHA256({path.name})= {_sha256(path)}\n" for path in (descriptor, vmdk)))
     # OVF: the descriptor first, then the manifest, then the disks.
-    with tarfile.open(out / OVA, "w", format=tarfile.USTAR_FORMAT) as ova:
+    with tarfile.open(ova_path, "w", format=tarfile.USTAR_FORMAT) as ova:
         for path in (descriptor, manifest, vmdk):
             ova.add(path, arcname=path.name)
-    for path in work.iterdir():
-        path.unlink()
-    work.rmdir()
 
 
 def _boot_partition(work: Path, kernel: Path, initrd: Path) -> Path:

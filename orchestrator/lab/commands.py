@@ -114,19 +114,20 @@ def lab_up(lab_dir: Path, say=print) -> Path:
     # Which lab bridge each portgroup lands on: the lab plan's iSCSI and
     # replication portgroups, in the order the simulator lists them.
     hook.write_config(lab_dir, appliance, dict(zip(sim.info.portgroups, NIC_ROLES, strict=True)))
-    write_lab_plan(sim.info, plan_path)
+    write_lab_plan(sim.info, plan_path, appliance.ova)
     return plan_path
 
 
-def write_lab_plan(info: SimInfo, plan_path: Path) -> None:
-    """The lab plan and its password file (0600), beside each other."""
+def write_lab_plan(info: SimInfo, plan_path: Path, ova: Path | None = None) -> None:
+    """The lab plan and its password file (0600), beside each other; the storage
+    VMs are imported from `ova` (without one: cloned from the simulator's template)."""
     password_file = plan_path.with_name("vsphere-password")
     fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(info.password + "\n")
     key = plan_path.with_name("id_ed25519")
     _ensure_ssh_key(key)
-    plan_path.write_text(lab_plan_text(info, password_file.name, key.name))
+    plan_path.write_text(lab_plan_text(info, password_file.name, key.name, ova))
     # The password stays in its 0600 file only.
     public = {key: value for key, value in info.__dict__.items() if key != "password"}
     (plan_path.with_name("sim.json")).write_text(json.dumps(public))

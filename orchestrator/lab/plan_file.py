@@ -1,5 +1,7 @@
 """Render the lab plan from the simulator's connection facts."""
 
+from pathlib import Path
+
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from orchestrator.lab.simulator import SimInfo
@@ -11,5 +13,9 @@ _ENV = Environment(
 )
 
 
-def lab_plan_text(info: SimInfo, password_file: str, ssh_key: str) -> str:
-    return _ENV.get_template("lab.toml.j2").render(info=info, password_file=password_file, ssh_key=ssh_key)
+def lab_plan_text(info: SimInfo, password_file: str, ssh_key: str, ova: Path | None = None) -> str:
+    """The lab plan; its storage VMs come from `ova` (imported), or without one from
+    the simulator's template (cloned)."""
+    return _ENV.get_template("lab.toml.j2").render(
+        info=info, password_file=password_file, ssh_key=ssh_key, ova=ova
+    )

@@ -82,6 +82,7 @@ def start_simulator(
     lab_hook: list[str] | None = None,
     prefix: list[str] | None = None,
     env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
 ) -> RunningSim:
     """Start a simulator; api_type "HostAgent" makes it answer as an ESXi host would.
     lab_hook (argv) puts it in lab mode (sim/lab_hook.go); prefix runs it
@@ -107,6 +108,7 @@ def start_simulator(
     ]
     if lab_hook:
         command += ["-lab-hook", json.dumps(lab_hook)]
+    command += extra_args or []
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, start_new_session=True, env=env)
     log.close()
     line = _first_line(process, START_TIMEOUT_S)

@@ -10,9 +10,12 @@ import http.client
 import logging
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from pathlib import Path
 
 from pyVmomi import SoapStubAdapter, vim, vmodl
+from pyVmomi.SoapAdapter import COOKIE_NAME
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from orchestrator.plan import Plan
@@ -82,6 +85,21 @@ def _ssl_context(plan: Plan) -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+@dataclass(frozen=True)
+class Trust:
+    """How the server's certificate is checked, for HTTP beside SOAP (disk uploads)."""
+
+    thumbprint: str | None = None  # pinned SHA-256
+    ca_file: Path | None = None
+    insecure: bool = False
+
+
+def _trust(plan: Plan) -> Trust:
+    settings = plan.vsphere
+    ca_file = plan.base_dir / settings.ca_file if settings.ca_file else None
+    return Trust(thumbprint=settings.thumbprint, ca_file=ca_file, insecure=settings.insecure)
+
+
 @dataclass
 class Session:
     """A logged-in connection; `content` is the ServiceContent."""
@@ -89,6 +107,13 @@ class Session:
     server: str
     stub: SoapStubAdapter
     content: vim.ServiceContent
+    trust: Trust = field(default_factory=Trust)
+
+    def cookie(self) -> str:
+        """The session's cookie as a Cookie header value (authenticates HTTP transfers)."""
+        jar = SimpleCookie(self.stub.cookie)
+        morsel = jar.get(COOKIE_NAME)
+        return f"{COOKIE_NAME}={morsel.value}" if morsel else ""
 
     def close(self) -> None:
         try:
@@ -139,7 +164,7 @@ def connect(plan: Plan, password: str) -> Session:
     except (OSError, http.client.HTTPException) as err:
         raise VSphereError(_unreachable(where, err)) from None
     log.info("logged in to %s as %s", where, settings.user)
-    return Session(server=where, stub=stub, content=content)
+    return Session(server=where, stub=stub, content=content, trust=_trust(plan))
 
 
 @transient_retry

@@ -1,7 +1,12 @@
-"""Executor of the `vms` stage: turns a Change's steps and data into vSphere tasks."""
+"""Executor of the `vms` stage: turns a Change's steps and data into vSphere tasks.
+
+A new VM is cloned (template) or imported (OVA, ova_import.py), then re-read
+and reconfigured with the edits computed against itself, then powered on.
+"""
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from pyVmomi import vim
@@ -10,7 +15,7 @@ from orchestrator.changes import Change
 from orchestrator.identity import NIC_ROLES, NodeIdentity
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
-from orchestrator.vsphere import storage_vms
+from orchestrator.vsphere import ova_import, ova_package, storage_vms
 from orchestrator.vsphere.inventory import Inventory, retrieve_one
 from orchestrator.vsphere.session import Session, VSphereError
 from orchestrator.vsphere.tasks import run_task
@@ -59,8 +64,15 @@ def apply(
             run_task(reporter, f"power on {change.resource}", vm.PowerOnVM_Task)
         return
     placement = params["placement"]
-    if "clone" in change.steps:
-        vm = _clone(session, plan, inventory, params, reporter, change.resource)
+    if "destroy" in change.steps:  # replace: an unfinished import (no data disk) goes first
+        old = vim.VirtualMachine(params["replaces"], session.stub)
+        _power_off(old, reporter, change.resource)
+        run_task(reporter, f"destroy unfinished {change.resource}", old.Destroy_Task)
+    if "clone" in change.steps or "import" in change.steps:
+        if "clone" in change.steps:
+            vm = _clone(session, plan, inventory, params, reporter, change.resource)
+        else:
+            vm = _import(session, plan, inventory, params, reporter, change.resource)
         params = _edits_for_new_vm(session, plan, inventory, vm, params["node"], identity, reporter)
     else:
         vm = vim.VirtualMachine(params["vm"], session.stub)
@@ -105,6 +117,23 @@ def _clone(
         inventory.vm_folder = _ensure_folder(session, inventory.root_vm_folder, storage_vms.vm_folder(plan))
     folder = inventory.vm_folder
     return run_task(reporter, f"clone {resource}", lambda: template.CloneVM_Task(folder, name, spec))
+
+
+def _import(
+    session: Session,
+    plan: Plan,
+    inventory: Inventory,
+    params: dict[str, Any],
+    reporter: Reporter,
+    resource: str,
+) -> Any:
+    # Verified at plan time; the digests are checked again as the bytes are sent.
+    package = ova_package.open_verified(Path(params["ova"]))
+    if inventory.vm_folder is None:
+        inventory.vm_folder = _ensure_folder(session, inventory.root_vm_folder, storage_vms.vm_folder(plan))
+    return ova_import.import_vm(
+        session, plan, package, params["node"], params["placement"], inventory.vm_folder, reporter, resource
+    )
 
 
 def _ensure_folder(session: Session, root: Any, path: str) -> Any:

@@ -4,8 +4,13 @@ observe() reads facts from the shared snapshot (plus a datastore folder
 listing only when a disk is missing); diff() is pure: (plan, facts) ->
 changes and problems; storage_vm_apply executes the changes.
 
+Source (storage_vm.source): a template, cloned (vCenter only), or the
+appliance OVA, imported onto the node's host (vCenter or a single ESXi host,
+ova_import.py); either way the same reconfigure follows, so a rerun cannot
+tell an imported node from a cloned one.
+
 Device layout, fixed so a rerun can recognise every device:
-- OS disk from the source (template), on its own controller;
+- OS disk from the source (template or OVA), on its own controller;
 - a paravirtual SCSI controller on bus 1 with the meta (unit 0), config
   (unit 1) and data (unit 2) disks, files "[ds] <vm>/<vm>_<role>.vmdk";
 - vmxnet3 NICs in key order: iSCSI, replication, with plan-derived MACs.
@@ -21,8 +26,17 @@ from pyVmomi import vim
 from orchestrator.changes import Attr, Change, Problem
 from orchestrator.identity import NIC_ROLES, NodeIdentity, nic_mac
 from orchestrator.plan import Plan, StorageNode
+from orchestrator.vsphere import ova_package
 from orchestrator.vsphere.inventory import Inventory
-from orchestrator.vsphere.vm_facts import MARKER_NODE, MARKER_PLAN, VmFact, vm_fact
+from orchestrator.vsphere.ova_package import OvaError, OvfFacts
+from orchestrator.vsphere.vm_facts import (
+    MARKER_INCOMPLETE,
+    MARKER_NODE,
+    MARKER_PLAN,
+    NicFact,
+    VmFact,
+    vm_fact,
+)
 
 STAGE = "vms"
 DATA_BUS = 1
@@ -51,12 +65,23 @@ class NodeFacts:
     folder_files: frozenset[str] | None = None  # file names in the VM folder, when looked up
 
 
+@dataclass(frozen=True)
+class OvaSource:
+    """The plan's OVA, read and verified (only when a VM is to be imported)."""
+
+    path: str
+    fact: VmFact | None  # the VM its descriptor describes; None when unusable
+    error: str | None = None  # one line naming the file (and the entry)
+
+
 @dataclass
 class VmsFacts:
     nodes: list[NodeFacts]
     folder_exists: bool
     template: VmFact | None
     orphans: list[VmFact]
+    ova: OvaSource | None = None
+    esxi: bool = False  # connected to an ESXi host (HostAgent), which cannot clone
 
 
 def vm_folder(plan: Plan) -> str:
@@ -69,8 +94,8 @@ def vm_paths(plan: Plan) -> list[str]:
     return [plan.storage_vm.source.template] if plan.storage_vm.source.template else []
 
 
-def observe(plan: Plan, inventory: Inventory) -> VmsFacts:
-    """Facts from the snapshot alone; see needs_folder_listing for the rest."""
+def observe(plan: Plan, inventory: Inventory, esxi: bool = False) -> VmsFacts:
+    """Facts from the snapshot alone; see needs_folder_listing and needs_source for the rest."""
     vms = {obj.name: obj for obj in inventory.folder_vms()}
     nodes = []
     for node in plan.storage_nodes:
@@ -87,6 +112,43 @@ def observe(plan: Plan, inventory: Inventory) -> VmsFacts:
         folder_exists=inventory.vm_folder is not None,
         template=template,
         orphans=[vm for vm in orphans if vm.owner == plan.name],
+        esxi=esxi,
+    )
+
+
+def needs_source(plan: Plan, facts: VmsFacts) -> bool:
+    """True when some node's VM is to be made (missing, or an unfinished import)."""
+    return any(node.vm is None or (node.vm.owner == plan.name and node.vm.incomplete) for node in facts.nodes)
+
+
+def observe_ova(plan: Plan) -> OvaSource:
+    """Read and verify the plan's OVA (every manifest digest; once per file version)."""
+    path = plan.ova_file
+    try:
+        package = ova_package.open_verified(path)
+    except OvaError as err:
+        return OvaSource(str(path), None, str(err))
+    return OvaSource(str(path), ova_fact(package.ovf))
+
+
+def ova_fact(ovf: OvfFacts) -> VmFact:
+    """The VM an OVA's descriptor describes, as a source to diff against (like a template)."""
+    return VmFact(
+        id="ova",
+        name=ovf.name,
+        template=True,
+        host_id=None,
+        pool_id=None,
+        power="poweredOff",
+        tools_running=False,
+        cpus=ovf.cpus,
+        memory_mb=ovf.memory_mb,
+        annotation="",
+        nics=tuple(
+            NicFact(key=4000 + index, kind=nic.kind, network=nic.network, mac=None)
+            for index, nic in enumerate(ovf.nics)
+        ),
+        pvscsi_buses={bus: 1000 + bus for bus in ovf.pvscsi_buses},
     )
 
 
@@ -171,6 +233,16 @@ def diff(
 ) -> tuple[list[Change], list[Problem]]:
     changes: list[Change] = []
     problems: list[Problem] = []
+    source = plan.storage_vm.source
+    if facts.esxi and source.template:
+        message = (
+            f"{plan.vsphere.server} is an ESXi host, which cannot clone a template (only vCenter "
+            'can); import the appliance instead: storage_vm.source = { ova = "path/to/appliance.ova" }'
+        )
+        return [], [Problem(STAGE, "storage_vm.source", message)]
+    if source.ova and facts.ova is not None and facts.ova.error:
+        # One line for the OVA, not one per node that needs it.
+        return [], [Problem(STAGE, "storage_vm.source", facts.ova.error)]
     for node_facts in facts.nodes:
         change, found = diff_node(plan, node_facts, facts, identities[node_facts.node.node], allow_destroy)
         problems += found
@@ -227,8 +299,13 @@ def diff_node(
         )
     if problems:
         return None, problems
-    if vm is None:
-        base = _template_base(plan, site, resource, problems)
+    replaces = vm if vm is not None and vm.incomplete else None
+    if replaces is not None:
+        problems += _incomplete_problems(replaces, resource)
+        if problems:
+            return None, problems
+    if vm is None or replaces is not None:
+        base = _source_base(plan, site, resource, problems)
         if base is None:
             return None, problems
         creating = True
@@ -241,20 +318,43 @@ def diff_node(
     if edits.problems:
         return None, edits.problems
     if creating:
+        source = plan.storage_vm.source
+        made = {"template": base.id} if source.template else {"ova": site.ova.path}
         return (
             Change(
                 stage=STAGE,
-                action="create",
+                action="replace" if replaces else "create",
                 resource=resource,
                 attrs=[
                     Attr("folder", None, vm_folder(plan)),
                     Attr("host", None, node.esxi),
                     Attr("datastore", None, node.datastore),
-                    Attr("source", None, f"template {plan.storage_vm.source.template}"),
+                    Attr(
+                        "source",
+                        None,
+                        f"template {source.template}" if source.template else f"ova {site.ova.path}",
+                    ),
                     *edits.attrs,
                 ],
-                steps=[*([] if site.folder_exists else ["folder"]), "clone", "reconfigure", "power_on"],
-                params={"node": node.node, "template": base.id, **edits.params},
+                steps=[
+                    *(["destroy"] if replaces else []),
+                    *([] if site.folder_exists else ["folder"]),
+                    "clone" if source.template else "import",
+                    "reconfigure",
+                    "power_on",
+                ],
+                params={
+                    "node": node.node,
+                    **made,
+                    **({"replaces": replaces.id} if replaces else {}),
+                    **edits.params,
+                },
+                note=(
+                    f"an import that did not finish ({MARKER_INCOMPLETE} is set, no data disk): "
+                    "destroyed and imported again"
+                    if replaces
+                    else None
+                ),
             ),
             [],
         )
@@ -311,12 +411,27 @@ def _placement_problems(plan: Plan, node: StorageNode, placement: Placement, res
     return problems
 
 
-def _template_base(plan: Plan, site: VmsFacts, resource: str, problems: list[Problem]) -> VmFact | None:
+def _incomplete_problems(vm: VmFact, resource: str) -> list[Problem]:
+    """An unfinished import is replaced only while it holds no data disk."""
+    if not any(_disk_at(vm, unit) is not None for unit in range(len(DISK_ROLES))):
+        return []
+    message = (
+        f"is marked {MARKER_INCOMPLETE} (an unfinished import) but holds data disks, so it is not "
+        "replaced; check it by hand: remove that extraConfig key if the node is fine, or move its "
+        "data away and delete the VM"
+    )
+    return [Problem(STAGE, resource, message)]
+
+
+def _source_base(plan: Plan, site: VmsFacts, resource: str, problems: list[Problem]) -> VmFact | None:
+    """What a new VM starts from: the template, or the VM the OVA describes."""
     source = plan.storage_vm.source
     if source.template is None:
-        message = 'OVA import is not built yet; use storage_vm.source = { template = "name" }'
-        problems.append(Problem(STAGE, resource, message))
-        return None
+        if site.ova is None or site.ova.fact is None:
+            error = site.ova.error if site.ova else f"{plan.ova_file}: not read"
+            problems.append(Problem(STAGE, resource, error or "the OVA could not be read"))
+            return None
+        return site.ova.fact
     if site.template is None or not site.template.template:
         message = (
             f"source template {source.template!r} not found (or not a template) in the datacenter; "
@@ -390,6 +505,9 @@ def vm_edits(
                 )
             )
             extra_changes[key] = value
+    if vm.incomplete:  # the import is finished by this very reconfigure
+        edits.attrs.append(Attr(f"extraConfig {MARKER_INCOMPLETE}", vm.extra[MARKER_INCOMPLETE], None))
+        extra_changes[MARKER_INCOMPLETE] = ""
     if extra_changes:
         config["extraConfig"] = extra_changes
     wanted_note = annotation(plan, node)

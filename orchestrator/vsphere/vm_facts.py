@@ -12,6 +12,9 @@ from orchestrator.vsphere.inventory import Inventory, Obj
 
 MARKER_PLAN = "vsa-orchestrate.plan"
 MARKER_NODE = "vsa-orchestrate.node"
+# Set by an OVA import from birth, removed by the reconfigure that completes the
+# VM: a VM that still carries it is not a finished node (the vms stage replaces it).
+MARKER_INCOMPLETE = "vsa-orchestrate.incomplete"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,10 @@ class VmFact:
     @property
     def owner(self) -> str | None:
         return self.extra.get(MARKER_PLAN)
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(self.extra.get(MARKER_INCOMPLETE)) and not self.template
 
 
 def vm_fact(vm: Obj, inventory: Inventory) -> VmFact:

@@ -91,7 +91,8 @@ def test_example_plan_matches_the_original_recipe(plan_text, write_plan):
 
     vm = plan.storage_vm
     assert (vm.meta_disk_gb, vm.config_disk_gb, vm.data_disk_gb) == (1, 1, 50)
-    assert vm.source.template == "vsa-appliance" and vm.source.ova is None
+    assert vm.source.ova == "vsa-appliance.ova" and vm.source.template is None
+    assert plan.ova_file == (plan.base_dir / "vsa-appliance.ova").resolve()
     assert plan.iqn == "iqn.2011-08.local.demo:storage.disk.0"
     assert plan.target.kind == "lio" and plan.target.chap is True
     assert plan.replication.protocol == "C"

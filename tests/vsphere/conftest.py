@@ -19,6 +19,7 @@ from orchestrator.lab import netns
 from orchestrator.lab.commands import write_lab_plan
 from orchestrator.lab.portal import serve_portal
 from orchestrator.lab.simulator import RunningSim, SimInfo, start_simulator
+from tests.vsphere.small_ova import SmallOva, build_small_ova
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Site:
     sim: RunningSim
     plan: Path
     content: vim.ServiceContent
+    sim_dir: Path  # the simulator's state folder (datastores/<name>/ are real folders)
 
     @property
     def info(self) -> SimInfo:
@@ -140,24 +142,38 @@ def _simulator_available() -> None:
     netns.guard_routes()
 
 
-@pytest.fixture
-def site(tmp_path: Path, _simulator_available: None) -> Iterator[Site]:
-    yield from running_site(tmp_path, "VirtualCenter")
+@pytest.fixture(scope="session")
+def small_ova(tmp_path_factory: pytest.TempPathFactory) -> SmallOva:
+    """The OVA the lab plans import (built once per test session)."""
+    return build_small_ova(tmp_path_factory.mktemp("small-ova"))
 
 
 @pytest.fixture
-def esxi_site(tmp_path: Path, _simulator_available: None) -> Iterator[Site]:
+def site(tmp_path: Path, _simulator_available: None, small_ova: SmallOva) -> Iterator[Site]:
+    """A simulated vCenter whose lab plan imports the small OVA."""
+    yield from running_site(tmp_path, "VirtualCenter", ova=small_ova.path)
+
+
+@pytest.fixture
+def esxi_site(tmp_path: Path, _simulator_available: None, small_ova: SmallOva) -> Iterator[Site]:
     """The same inventory, answering as an ESXi host (about.apiType HostAgent)."""
-    yield from running_site(tmp_path, "HostAgent")
+    yield from running_site(tmp_path, "HostAgent", ova=small_ova.path)
 
 
-def running_site(tmp_path: Path, api_type: str, lab_hook: list[str] | None = None) -> Iterator[Site]:
-    """A simulator and its lab plan; with lab_hook the simulator runs in lab
-    mode and no portal is registered (the hook answers rescans)."""
-    sim = start_simulator(tmp_path / "sim", api_type=api_type, lab_hook=lab_hook)
+def running_site(
+    tmp_path: Path,
+    api_type: str,
+    lab_hook: list[str] | None = None,
+    ova: Path | None = None,
+    sim_args: list[str] | None = None,
+) -> Iterator[Site]:
+    """A simulator and its lab plan (importing `ova`, or cloning the template
+    without one); with lab_hook the simulator runs in lab mode and no portal is
+    registered (the hook answers rescans)."""
+    sim = start_simulator(tmp_path / "sim", api_type=api_type, lab_hook=lab_hook, extra_args=sim_args)
     plan = tmp_path / "lab" / "lab.toml"
     plan.parent.mkdir()
-    write_lab_plan(sim.info, plan)
+    write_lab_plan(sim.info, plan, ova)
     if not lab_hook:
         serve_portal(sim.info, plan)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -171,7 +187,7 @@ def running_site(tmp_path: Path, api_type: str, lab_hook: list[str] | None = Non
         sslContext=context,
     )
     try:
-        yield Site(sim=sim, plan=plan, content=si.RetrieveContent())
+        yield Site(sim=sim, plan=plan, content=si.RetrieveContent(), sim_dir=tmp_path / "sim")
     finally:
         Disconnect(si)
         sim.stop()

@@ -35,8 +35,9 @@ def test_json_apply_reports_what_was_applied(site: Site, capsys):
 def test_run_log_has_every_task_and_no_secret(site: Site, capsys):
     assert vsa(site.plan, "--yes") == 0
     log = (site.plan.with_name("lab.toml.state") / "run.log").read_text()
-    for task in ("clone vm vsa-node1", "reconfigure vm vsa-node2", "power on vm vsa-node1"):
+    for task in ("reconfigure vm vsa-node2", "power on vm vsa-node1"):
         assert f"started: {task}" in log
+    assert "vm vsa-node1: imported " in log and "import lease" in log
     assert site.info.password not in log
     assert "PRIVATE KEY" not in log
     assert "PRIVATE KEY" not in capsys.readouterr().out
