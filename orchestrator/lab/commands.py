@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.appliance.build import build_appliance
+from orchestrator.appliance.build import Appliance, build_appliance
 from orchestrator.appliance.shell import ApplianceError
 from orchestrator.engine import RUN_ERRORS, one_line
 from orchestrator.identity import NIC_ROLES
@@ -114,7 +114,7 @@ def lab_up(lab_dir: Path, say=print) -> Path:
     # Which lab bridge each portgroup lands on: the lab plan's iSCSI and
     # replication portgroups, in the order the simulator lists them.
     hook.write_config(lab_dir, appliance, dict(zip(sim.info.portgroups, NIC_ROLES, strict=True)))
-    write_lab_plan(sim.info, plan_path, appliance.ova)
+    write_lab_plan(sim.info, plan_path, Appliance.of(appliance).ova)
     return plan_path
 
 
