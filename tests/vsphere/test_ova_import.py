@@ -4,13 +4,16 @@ disk that lands, interruptions, a corrupt OVA, and the template source beside it
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import requests
 from pyVmomi import vim, vmodl
 
+from orchestrator.plan import load_plan
 from orchestrator.vsphere import nfc_lease, ova_package
+from orchestrator.vsphere.session import Trust, VSphereError, connect
 from orchestrator.vsphere.vm_facts import MARKER_INCOMPLETE, MARKER_NODE, MARKER_PLAN
 from tests.vsphere.conftest import Site, running_site, vsa
 from tests.vsphere.small_ova import VMDK, SmallOva, corrupt_copy, sha256
@@ -241,3 +244,31 @@ def test_an_upload_needs_the_importing_sessions_cookie_and_a_stream_vmdk(site: S
         lease.HttpNfcLeaseComplete()  # after a failed upload
     lease.HttpNfcLeaseAbort()
     assert site.vm("guarded") is None
+
+
+def test_the_upload_is_pinned_like_the_session(site: Site, small_ova: SmallOva):
+    """The NFC upload checks the server's certificate as the SOAP session does:
+    a pinned thumbprint that does not match is refused before a byte is sent."""
+    plan = load_plan(site.plan)
+    session = connect(plan, plan.resolve_password())
+    try:
+        lease = start_import(site, small_ova, "pinned")
+        package = ova_package.open_verified(small_ova.path)
+        [device] = lease.info.deviceUrl
+        digest = package.manifest[VMDK]
+        upload = nfc_lease.Upload(
+            url=nfc_lease.device_url(device.url, session.server),
+            name=VMDK,
+            size=package.member(VMDK).size,
+            chunks=lambda: package.read(VMDK),
+            algorithm=digest.algorithm,
+            hexdigest=digest.hexdigest,
+        )
+        wrong = replace(session, trust=Trust(thumbprint=":".join(["AB"] * 32)))
+        site.info.reset_calls()
+        with pytest.raises(VSphereError, match=r"TLS check failed"):
+            nfc_lease.send(wrong, upload, lambda sent: None, "vm pinned")
+        assert "NfcUpload" not in methods(site)
+        lease.HttpNfcLeaseAbort()
+    finally:
+        session.close()
