@@ -100,7 +100,12 @@ def _uploads(
         if url is None:
             raise VSphereError(f"{resource}: the import lease offers no device URL for {item.path}")
         member = package.member(item.path)
-        digest = package.manifest[item.path]
+        digest = package.manifest.get(item.path)
+        if digest is None:
+            raise VSphereError(
+                f"{resource}: the import wants {item.path} from {package.path}, which its manifest does "
+                "not list; rebuild the OVA"
+            )
         uploads.append(
             nfc_lease.Upload(
                 url=nfc_lease.device_url(url.url, session.server),
