@@ -66,8 +66,10 @@ func writeStreamVMDK(src io.Reader, dst *os.File) (streamResult, error) {
 		return res, fmt.Errorf("reading the VMDK descriptor: %w", err)
 	}
 	grain := make([]byte, grainSectors*sector)
+	zero := make([]byte, len(grain))
 	marker := make([]byte, sector)
 	var compressed bytes.Buffer
+	var z io.ReadCloser // one inflater, reset per grain
 	for {
 		if _, err := io.ReadFull(in, marker[:12]); err != nil {
 			res.read = counter.n
@@ -99,7 +101,7 @@ func writeStreamVMDK(src io.Reader, dst *os.File) (streamResult, error) {
 				return res, fmt.Errorf("grain at sector %d cut short: %w", val, err)
 			}
 		}
-		n, err := inflate(compressed.Bytes(), grain)
+		n, err := inflate(&z, compressed.Bytes(), grain)
 		if err != nil {
 			return res, fmt.Errorf("grain at sector %d: %w", val, err)
 		}
@@ -107,7 +109,7 @@ func writeStreamVMDK(src io.Reader, dst *os.File) (streamResult, error) {
 		if off+int64(n) > capacity {
 			return res, fmt.Errorf("grain at sector %d lies past the disk's end (%d bytes)", val, capacity)
 		}
-		if !allZero(grain[:n]) {
+		if !bytes.Equal(grain[:n], zero[:n]) {
 			if _, err := dst.WriteAt(grain[:n], off); err != nil {
 				return res, err
 			}
@@ -115,26 +117,22 @@ func writeStreamVMDK(src io.Reader, dst *os.File) (streamResult, error) {
 	}
 }
 
-func inflate(data, out []byte) (int, error) {
-	z, err := zlib.NewReader(bytes.NewReader(data))
+func inflate(z *io.ReadCloser, data, out []byte) (int, error) {
+	src := bytes.NewReader(data)
+	var err error
+	if *z == nil {
+		*z, err = zlib.NewReader(src)
+	} else {
+		err = (*z).(zlib.Resetter).Reset(src, nil)
+	}
 	if err != nil {
 		return 0, err
 	}
-	defer z.Close()
-	n, err := io.ReadFull(z, out)
+	n, err := io.ReadFull(*z, out)
 	if err == io.ErrUnexpectedEOF || err == io.EOF {
 		err = nil // the last grain may be shorter
 	}
 	return n, err
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 type countingReader struct {
