@@ -232,6 +232,7 @@ def test_a_lease_without_keepalives_expires_and_removes_its_vm(short_lease_site:
     assert not (site.sim_dir / "datastores" / "esx3-local" / "lonely").exists()
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_an_upload_needs_the_importing_sessions_cookie_and_a_stream_vmdk(site: Site, small_ova: SmallOva):
     lease = start_import(site, small_ova, "guarded")
     [device] = lease.info.deviceUrl
