@@ -2,7 +2,7 @@
 and `vsa-orchestrate lab up|down`.
 
 Exit codes: 0 done / nothing to do, 1 error (nothing half-applied by a
-refusal), 2 changes pending (dry run).
+refusal), 2 changes pending (dry run), 130 interrupted (Ctrl-C; one line, no traceback).
 """
 
 import argparse
@@ -58,8 +58,19 @@ def _plan_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        message = "interrupted (Ctrl-C): the step under way was stopped; rerun to see what is left to do"
+        make_console(stderr=True).print(error_line(message))
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] == "lab":
         from orchestrator.lab.commands import lab_main
 
