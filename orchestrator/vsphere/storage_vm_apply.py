@@ -113,10 +113,15 @@ def _clone(
         ),
     )
     name = plan.vm_name(params["node"])
+    folder = _our_folder(session, plan, inventory)
+    return run_task(reporter, f"clone {resource}", lambda: template.CloneVM_Task(folder, name, spec))
+
+
+def _our_folder(session: Session, plan: Plan, inventory: Inventory) -> Any:
+    """The plan's VM folder, created on first use."""
     if inventory.vm_folder is None:
         inventory.vm_folder = _ensure_folder(session, inventory.root_vm_folder, storage_vms.vm_folder(plan))
-    folder = inventory.vm_folder
-    return run_task(reporter, f"clone {resource}", lambda: template.CloneVM_Task(folder, name, spec))
+    return inventory.vm_folder
 
 
 def _import(
@@ -129,10 +134,15 @@ def _import(
 ) -> Any:
     # Verified at plan time; the digests are checked again as the bytes are sent.
     package = ova_package.open_verified(Path(params["ova"]))
-    if inventory.vm_folder is None:
-        inventory.vm_folder = _ensure_folder(session, inventory.root_vm_folder, storage_vms.vm_folder(plan))
     return ova_import.import_vm(
-        session, plan, package, params["node"], params["placement"], inventory.vm_folder, reporter, resource
+        session,
+        plan,
+        package,
+        params["node"],
+        params["placement"],
+        _our_folder(session, plan, inventory),
+        reporter,
+        resource,
     )
 
 
