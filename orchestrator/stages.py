@@ -75,7 +75,10 @@ class RunContext:
             return
         plan = self.plan
         self.inventory = take_snapshot(
-            self.session, plan.vsphere.datacenter, storage_vms.vm_folder(plan), storage_vms.vm_paths(plan)
+            self.session,
+            plan.vsphere.datacenter,
+            storage_vms.vm_folder(plan, self.session.esxi),
+            storage_vms.vm_paths(plan),
         )
 
 
@@ -98,7 +101,7 @@ class VmsStage:
     name = "vms"
 
     def plan(self, ctx: RunContext) -> tuple[list[Change], list[Problem]]:
-        esxi = ctx.session.content.about.apiType == "HostAgent"
+        esxi = ctx.session.esxi
         facts = storage_vms.observe(ctx.plan, ctx.inventory, esxi=esxi)
         if ctx.plan.storage_vm.source.ova and storage_vms.needs_source(ctx.plan, facts):
             facts.ova = storage_vms.observe_ova(ctx.plan)  # every manifest digest, before any change

@@ -27,6 +27,7 @@ var proxied = map[string]string{
 	"ReconfigureComputeResource_Task/ClusterComputeResource": "VsaClusterComputeResource",
 	"MoveInto_Task/ClusterComputeResource":                   "VsaClusterComputeResource",
 	"CreateClusterEx/Folder":                                 "VsaFolder",
+	"CreateFolder/Folder":                                    "VsaFolder",
 	"MoveIntoFolder_Task/Folder":                             "VsaFolder",
 	"ImportVApp/ResourcePool":                                "VsaResourcePool",
 }

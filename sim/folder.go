@@ -8,7 +8,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// folderProxy implements CreateClusterEx (vcsim 0.24.2 ignores the spec)
+// folderProxy implements CreateFolder (NotSupported on ESXi), CreateClusterEx (vcsim 0.24.2 ignores the spec)
 // and MoveIntoFolder_Task for hosts leaving a cluster (vcsim only moves
 // objects whose parent is a folder). See dispatch.go.
 type folderProxy struct {
@@ -28,6 +28,21 @@ func (p *folderProxy) Reference() types.ManagedObjectReference { return p.Self }
 func (p *folderProxy) folder() *simulator.Folder {
 	f, _ := simulator.Map.Get(p.target).(*simulator.Folder)
 	return f
+}
+
+// CreateFolder: a single ESXi host has no VM folders; like hostd, the call
+// fails with NotSupported there (vCenter makes them as vcsim does).
+func (p *folderProxy) CreateFolder(ctx *simulator.Context, req *types.CreateFolder) soap.HasFault {
+	if esxiMode() {
+		return &methods.CreateFolderBody{Fault_: simulator.Fault("The operation is not supported on the object.", &types.NotSupported{})}
+	}
+	f := p.folder()
+	if f == nil {
+		return &methods.CreateFolderBody{Fault_: simulator.Fault("", &types.ManagedObjectNotFound{Obj: p.target})}
+	}
+	r := *req
+	r.This = p.target
+	return f.CreateFolder(ctx, &r)
 }
 
 func (p *folderProxy) CreateClusterEx(ctx *simulator.Context, req *types.CreateClusterEx) soap.HasFault {

@@ -64,7 +64,7 @@ def failover(plan_path: Path, console: Console) -> float:
 def _power_off(plan: Plan, node: str, console: Console) -> None:
     session = connect(plan, plan.resolve_password())
     try:
-        path = f"{plan.vsphere.datacenter}/vm/{storage_vms.vm_folder(plan)}/{plan.vm_name(node)}"
+        path = storage_vms.vm_inventory_path(plan, session.esxi, plan.vm_name(node))
         vm = session.content.searchIndex.FindByInventoryPath(path)
         if vm is None:
             raise LabError(f"no VM at {path}")

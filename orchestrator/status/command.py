@@ -42,7 +42,9 @@ def observe(plan: Plan) -> SiteStatus:
     """vSphere first (an error there is exit 1), then the nodes (unreachable is a finding)."""
     session = connect(plan, plan.resolve_password())
     try:
-        inventory = take_snapshot(session, plan.vsphere.datacenter, storage_vms.vm_folder(plan), [])
+        inventory = take_snapshot(
+            session, plan.vsphere.datacenter, storage_vms.vm_folder(plan, session.esxi), []
+        )
         api_type = session.content.about.apiType
     finally:
         session.close()

@@ -103,10 +103,11 @@ class Inventory:
 def take_snapshot(session: Session, datacenter: str, vm_folder: str, vm_paths: list[str]) -> Inventory:
     """Read the datacenter's hosts, datastores and networks, and full details of
     the VMs in `vm_folder` and at `vm_paths` (both relative to the datacenter's
-    VM folder). Other VMs are never read, so the cost does not grow with them."""
+    VM folder; "" is that folder itself). Other VMs are never read, so the cost
+    does not grow with them."""
     content = session.content
     dc = _find_datacenter(content, datacenter)
-    folder = _find_path(content, f"{datacenter}/vm/{vm_folder}", vim.Folder)
+    folder = _find_path(content, "/".join(part for part in (datacenter, "vm", vm_folder) if part), vim.Folder)
     vms = {path: _find_path(content, f"{datacenter}/vm/{path}", vim.VirtualMachine) for path in vm_paths}
     view = _create_view(content, dc)
     try:

@@ -109,6 +109,11 @@ class Session:
     content: vim.ServiceContent
     trust: Trust = field(default_factory=Trust)
 
+    @property
+    def esxi(self) -> bool:
+        """Connected to a single ESXi host (no vCenter): no clone, no VM folders."""
+        return self.content.about.apiType == "HostAgent"
+
     def cookie(self) -> str:
         """The session's cookie as a Cookie header value (authenticates HTTP transfers)."""
         jar = SimpleCookie(self.stub.cookie)

@@ -120,7 +120,8 @@ def _clone(
 def _our_folder(session: Session, plan: Plan, inventory: Inventory) -> Any:
     """The plan's VM folder, created on first use."""
     if inventory.vm_folder is None:
-        inventory.vm_folder = _ensure_folder(session, inventory.root_vm_folder, storage_vms.vm_folder(plan))
+        folder = storage_vms.vm_folder(plan, session.esxi)
+        inventory.vm_folder = _ensure_folder(session, inventory.root_vm_folder, folder)
     return inventory.vm_folder
 
 
@@ -149,7 +150,7 @@ def _import(
 def _ensure_folder(session: Session, root: Any, path: str) -> Any:
     """Find or create each folder of `path` under the datacenter's VM folder."""
     parent = root
-    for part in path.split("/"):
+    for part in filter(None, path.split("/")):
         child = session.content.searchIndex.FindChild(parent, part)
         if child is None:
             try:

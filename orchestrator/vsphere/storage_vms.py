@@ -84,9 +84,16 @@ class VmsFacts:
     esxi: bool = False  # connected to an ESXi host (HostAgent), which cannot clone
 
 
-def vm_folder(plan: Plan) -> str:
-    """Our VMs live in their own folder, so observing never reads unrelated VMs."""
-    return f"vsa-orchestrate/{plan.name}"
+def vm_folder(plan: Plan, esxi: bool) -> str:
+    """Our VMs live in their own folder, so observing never reads unrelated VMs.
+    A single ESXi host has no VM folders (CreateFolder is NotSupported there):
+    its VMs, ours among them, live in the root VM folder ("")."""
+    return "" if esxi else f"vsa-orchestrate/{plan.name}"
+
+
+def vm_inventory_path(plan: Plan, esxi: bool, name: str = "") -> str:
+    """The inventory path of our VM folder, or of VM `name` in it."""
+    return "/".join(part for part in (plan.vsphere.datacenter, "vm", vm_folder(plan, esxi), name) if part)
 
 
 def vm_paths(plan: Plan) -> list[str]:
@@ -326,7 +333,7 @@ def diff_node(
                 action="replace" if replaces else "create",
                 resource=resource,
                 attrs=[
-                    Attr("folder", None, vm_folder(plan)),
+                    Attr("folder", None, vm_folder(plan, site.esxi) or "(the host's root VM folder)"),
                     Attr("host", None, node.esxi),
                     Attr("datastore", None, node.datastore),
                     Attr(

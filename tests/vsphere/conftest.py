@@ -47,7 +47,7 @@ class Site:
     def vm_folder(self, path: str) -> vim.Folder:
         """The VM folder at `path` under the datacenter, created if missing."""
         folder = self.content.rootFolder.childEntity[0].vmFolder
-        for part in path.split("/"):
+        for part in filter(None, path.split("/")):
             folder = self.content.searchIndex.FindChild(folder, part) or folder.CreateFolder(part)
         return folder
 

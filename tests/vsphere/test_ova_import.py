@@ -31,7 +31,9 @@ def methods(site: Site) -> dict[str, int]:
     return site.info.calls()["methods"]
 
 
-def assert_imported(site: Site, small_ova: SmallOva) -> None:
+def assert_imported(
+    site: Site, small_ova: SmallOva, folder: tuple[str, str] = ("vsa-orchestrate", "vsa")
+) -> None:
     calls = methods(site)
     assert {name: calls.get(name, 0) for name in IMPORT_CALLS} == dict.fromkeys(IMPORT_CALLS, 2)
     assert calls.get("HttpNfcLeaseProgress", 0) >= 2  # keep-alives, at least one per disk sent
@@ -40,7 +42,7 @@ def assert_imported(site: Site, small_ova: SmallOva) -> None:
         name = f"vsa-{node}"
         vm = site.vm(name)
         assert vm.runtime.host.name == host and vm.runtime.powerState == "poweredOn"
-        assert (vm.parent.parent.name, vm.parent.name) == ("vsa-orchestrate", "vsa")
+        assert (vm.parent.parent.name, vm.parent.name) == folder
         extra = {opt.key: opt.value for opt in vm.config.extraConfig}
         assert (extra[MARKER_PLAN], extra[MARKER_NODE]) == ("vsa", node)
         assert MARKER_INCOMPLETE not in extra and extra["disk.EnableUUID"] == "TRUE"
@@ -85,13 +87,17 @@ def test_import_on_an_esxi_host_and_esxi_cannot_clone(esxi_site: Site, small_ova
     assert site.content.about.apiType == "HostAgent"
     site.info.reset_calls()
     assert vsa(site.plan, "--yes", "--only", "vms") == 0
-    assert_imported(site, small_ova)
+    # ESXi has no VM folders: ours live in the host's root VM folder, found there on the rerun.
+    assert_imported(site, small_ova, folder=("DC0", "vm"))
+    assert "CreateFolder" not in methods(site)
     site.info.reset_calls()
     assert vsa(site.plan, "--yes", "--only", "vms") == 0
     assert site.tasks_since_reset() == {}
 
     with pytest.raises(vmodl.fault.NotSupported):
-        site.clone_template("someone", "esx3.lab.local", "esx3-local", "elsewhere")
+        site.vm_folder("elsewhere")
+    with pytest.raises(vmodl.fault.NotSupported):
+        site.clone_template("someone", "esx3.lab.local", "esx3-local", "")
 
 
 def test_a_template_plan_against_esxi_is_refused_before_any_change(esxi_site: Site, small_ova, capsys):
