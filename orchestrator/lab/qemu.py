@@ -196,6 +196,12 @@ def qemu_pid(directory: Path) -> int | None:
     return pid if str(pidfile).encode() in cmdline else None
 
 
+def monitor(directory: Path, command: str) -> None:
+    """One QMP command to the qemu whose lab folder is directory: `stop` freezes the
+    guest (a hung VM: its process lives on, nothing in it runs), `cont` thaws it."""
+    _qmp_execute(directory / "qmp.sock", command)
+
+
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
     """Poll condition until it holds (True) or timeout seconds pass (False)."""
     poll = Retrying(
