@@ -49,7 +49,7 @@ from orchestrator.appliance.build import Appliance, build_appliance  # noqa: E40
 from orchestrator.lab import netns  # noqa: E402
 from orchestrator.lab.commands import lab_down, lab_up  # noqa: E402
 from orchestrator.plan import load_plan  # noqa: E402
-from orchestrator.stages import STAGE_ORDER  # noqa: E402
+from orchestrator.stages.contract import STAGE_ORDER  # noqa: E402
 from tests.lab.acked_writes import AckedWriter  # noqa: E402
 
 VSPHERE_STAGES = "vms,iscsi,datastore,cluster"

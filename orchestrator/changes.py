@@ -1,8 +1,9 @@
 """Changes (what a run would do) and Problems (why it refuses), and their rendering.
 
 A Change is data: the stage that owns it, the resource, its attributes'
-before/after, and the executor steps with JSON-able parameters. Deciding
-(diff) and doing (apply) never live in the same function.
+before/after (what the user reads), and the typed operations that carry it
+out (what runs; orchestrator/operations.py). Deciding (diff) and doing
+(apply) never live in the same function.
 """
 
 import json
@@ -12,6 +13,7 @@ from typing import Any, Literal
 from rich.console import Console
 from rich.text import Text
 
+from orchestrator.operations import Operation
 from orchestrator.output import error_line
 
 Action = Literal["create", "update", "delete", "replace"]
@@ -52,6 +54,7 @@ class Change:
     steps: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     note: str | None = None
+    operations: tuple[Operation, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +70,7 @@ class Change:
                 for attr in self.attrs
             ],
             "steps": self.steps,
+            "operations": [operation.as_json() for operation in self.operations],
             "note": self.note,
         }
 

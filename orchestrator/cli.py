@@ -13,7 +13,7 @@ from orchestrator.engine import EXIT_ERROR, EXIT_OK, Options, run
 from orchestrator.logs import REDACTOR, close_log, open_log
 from orchestrator.output import error_line, make_console, warn_if_insecure
 from orchestrator.plan import PlanError, load_plan
-from orchestrator.stages import STAGE_ORDER
+from orchestrator.stages.contract import STAGE_ORDER
 
 
 def _stage_list(text: str) -> list[str]:

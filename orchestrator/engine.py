@@ -21,7 +21,8 @@ from orchestrator.logs import Redactor
 from orchestrator.output import error_line
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
-from orchestrator.stages import STAGE_ORDER, STAGES, RunContext, missing_hosts
+from orchestrator.stages import STAGES, missing_hosts
+from orchestrator.stages.contract import STAGE_ORDER, RunContext, Stage
 from orchestrator.state import StateDir
 from orchestrator.vsphere.session import VSphereError, connect
 
@@ -89,13 +90,13 @@ def _run(
     console: Console,
     errors: Console,
     redactor: Redactor,
-    stages: list[Any],
+    stages: list[Stage[Any]],
     payload: dict[str, Any],
 ) -> int:
     state = StateDir(plan.state_dir, persist=not options.dry_run)
     reporter = Reporter(None if options.json else errors)
     session = None
-    if any(getattr(stage, "needs_vsphere", True) for stage in stages):
+    if any(stage.needs_vsphere for stage in stages):
         password = plan.resolve_password()
         redactor.add(password)
         session = connect(plan, password)
@@ -144,13 +145,12 @@ def _run(
         return EXIT_OK
     finally:
         for stage in stages:
-            if hasattr(stage, "close"):
-                stage.close()
+            stage.close()
         if session is not None:
             session.close()
 
 
-def _plan_all(ctx: RunContext, stages: list[Any]) -> tuple[list[Change], list[Problem]]:
+def _plan_all(ctx: RunContext, stages: list[Stage[Any]]) -> tuple[list[Change], list[Problem]]:
     ctx.refresh()
     ctx.notes.clear()
     missing = missing_hosts(ctx.plan, ctx.inventory) if ctx.inventory else []
@@ -159,14 +159,14 @@ def _plan_all(ctx: RunContext, stages: list[Any]) -> tuple[list[Change], list[Pr
     changes: list[Change] = []
     problems: list[Problem] = []
     for stage in stages:
-        stage_changes, stage_problems = stage.plan(ctx)
+        stage_changes, stage_problems = stage.diff(ctx, stage.observe(ctx))
         changes += stage_changes
         problems += stage_problems
     return changes, problems
 
 
 def _apply_all(
-    ctx: RunContext, stages: list[Any], console: Console, options: Options
+    ctx: RunContext, stages: list[Stage[Any]], console: Console, options: Options
 ) -> list[dict[str, Any]]:
     applied = []
     ctx.applying = True
@@ -179,13 +179,13 @@ def _apply_all(
 
 
 def _apply_stage(
-    ctx: RunContext, stage: Any, index: int, console: Console, options: Options
+    ctx: RunContext, stage: Stage[Any], index: int, console: Console, options: Options
 ) -> list[dict[str, Any]]:
     """Observe the stage again (earlier stages changed the site) and apply its changes."""
     if index:
         ctx.refresh()
     began = time.monotonic()
-    changes, problems = stage.plan(ctx)
+    changes, problems = stage.diff(ctx, stage.observe(ctx))
     if problems:
         raise RunError("; ".join(map(str, problems)))
     applied = []

@@ -25,6 +25,8 @@ from pydantic_core import PydanticCustomError
 
 from orchestrator.plan_locate import Loc, dotted, key_lines, line_of
 
+ISCSI_PORT = 3260  # the target's portal on the VIP (and on each node's iSCSI address)
+
 IPv4 = ipaddress.IPv4Address
 
 

@@ -10,7 +10,7 @@ from orchestrator.guest import layout
 from orchestrator.guest.diff import Desired
 from orchestrator.guest.facts import DrbdState, ProcDrbd, ServicesFact
 from orchestrator.guest.ssh import GuestError, NodeShell
-from orchestrator.plan import Plan
+from orchestrator.plan import ISCSI_PORT, Plan
 from orchestrator.progress import Reporter
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def wait_serving(plan: Plan, shells: dict[str, NodeShell], reporter: Reporter) -
                 return True
         return False
 
-    with reporter.task(f"heartbeat: wait for the target on {plan.network.vip}:3260"):
+    with reporter.task(f"heartbeat: wait for the target on {plan.network.vip}:{ISCSI_PORT}"):
         _wait(
             serving,
             SERVE_WAIT_S + plan.ha.initdead,

@@ -52,7 +52,10 @@ class GuestStage:
         self.shells: dict[str, NodeShell] = {}
         self.desired: dict[str, Desired] = {}
 
-    def plan(self, ctx) -> tuple[list[Change], list[Problem]]:
+    def observe(self, ctx) -> None:
+        return None
+
+    def diff(self, ctx, facts: None) -> tuple[list[Change], list[Problem]]:
         plan = ctx.plan
         names = ["drbd", "heartbeat", *(["chap"] if plan.target.chap else [])]
         lost = [name for name in names if not ctx.state.has_secret(name)]

@@ -16,13 +16,12 @@ from rich.console import Console
 
 from orchestrator.lab.iscsi_probe import probe
 from orchestrator.lab.simulator import LabError
-from orchestrator.plan import Plan, load_plan
+from orchestrator.plan import ISCSI_PORT, Plan, load_plan
 from orchestrator.progress import Reporter
 from orchestrator.state import StateDir
 from orchestrator.status import render
 from orchestrator.status.command import observe
 from orchestrator.vsphere import storage_vms
-from orchestrator.vsphere.iscsi import ISCSI_PORT
 from orchestrator.vsphere.session import connect
 from orchestrator.vsphere.tasks import run_task
 

@@ -8,9 +8,8 @@ import requests
 
 from orchestrator.guest.render import lun_naa
 from orchestrator.lab.simulator import SimInfo
-from orchestrator.plan import load_plan
+from orchestrator.plan import ISCSI_PORT, load_plan
 from orchestrator.state import StateDir
-from orchestrator.vsphere.iscsi import ISCSI_PORT
 
 
 def serve_portal(info: SimInfo, plan_path: Path) -> str:

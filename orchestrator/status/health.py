@@ -6,6 +6,7 @@ names the node, host, resource or cluster it is about.
 
 from orchestrator.guest import layout
 from orchestrator.guest.diff import REPLICATING
+from orchestrator.plan import ISCSI_PORT
 from orchestrator.status.model import ClusterView, DatastoreView, Expected, HostView, NodeView
 
 DRBD_HEALTHY = ("Connected", "UpToDate", "UpToDate")
@@ -124,7 +125,7 @@ def host_findings(host: HostView, expected: Expected, datastore: DatastoreView) 
     if not host.adapter_enabled:
         found.append(f"{who}: software iSCSI adapter disabled")
     if not host.send_target:
-        found.append(f"{who}: no send target {expected.vip}:3260")
+        found.append(f"{who}: no send target {expected.vip}:{ISCSI_PORT}")
     if host.lun is None:
         found.append(f"{who}: no LUN of {expected.iqn}")
     else:

@@ -9,13 +9,12 @@ from typing import Any
 
 from pyVmomi import vim
 
-from orchestrator.plan import Plan
+from orchestrator.plan import ISCSI_PORT, Plan
+from orchestrator.stages.iscsi import facts as iscsi
 from orchestrator.status.model import ClusterView, DatastoreView, HostView, PathView
-from orchestrator.vsphere import cluster, datastore, iscsi, storage_vms
+from orchestrator.vsphere import cluster, datastore, storage_vms
 from orchestrator.vsphere.inventory import Inventory
 from orchestrator.vsphere.vm_facts import VmFact
-
-ISCSI_PORT = iscsi.ISCSI_PORT
 
 
 def storage_vms_by_node(plan: Plan, inventory: Inventory) -> dict[str, VmFact | None]:

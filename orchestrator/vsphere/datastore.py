@@ -14,7 +14,7 @@ from pyVmomi import vim
 
 from orchestrator.changes import Attr, Change, Problem
 from orchestrator.plan import Plan
-from orchestrator.vsphere import iscsi
+from orchestrator.stages.iscsi import facts as iscsi
 from orchestrator.vsphere.inventory import Inventory
 
 STAGE = "datastore"
@@ -51,7 +51,7 @@ def observe(plan: Plan, inventory: Inventory) -> DatastoreFacts:
         if host is None:
             continue  # the iscsi stage reports unknown hosts
         state = iscsi.host_iscsi(
-            plan,
+            plan.iqn,
             entry.esxi,
             host.id,
             host.get("configManager.storageSystem"),

@@ -16,7 +16,7 @@ import requests
 from pyVmomi import vim
 
 from orchestrator.plan import Plan, load_plan
-from orchestrator.vsphere.iscsi import software_adapter
+from orchestrator.stages.iscsi.facts import software_adapter
 from orchestrator.vsphere.session import connect
 
 ISCSI_PORT = 3260

@@ -26,8 +26,7 @@ import pytest
 from orchestrator.lab import commands, netns
 from orchestrator.lab.qemu import monitor, qemu_pid
 from orchestrator.lab.simulator import LabError
-from orchestrator.plan import Plan, load_plan
-from orchestrator.vsphere.iscsi import ISCSI_PORT
+from orchestrator.plan import ISCSI_PORT, Plan, load_plan
 from tests.lab.conftest import report
 from tests.lab.nodes import inside, on, wait_for
 

@@ -8,7 +8,7 @@ from pyVmomi import vim
 from orchestrator.guest.render import lun_naa
 from orchestrator.lab.portal import stop_portal
 from orchestrator.plan import load_plan
-from orchestrator.vsphere import iscsi_apply
+from orchestrator.stages.iscsi import apply as iscsi_apply
 from tests.vsphere.conftest import Site, vsa, wait_task
 
 IQN = "iqn.2011-08.local.demo:storage.disk.0"

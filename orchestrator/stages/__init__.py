@@ -1,24 +1,22 @@
-"""The stages in dependency order, and the context a run shares between them.
+"""The stages in dependency order, each behind the Stage contract (contract.py).
 
-A stage has a name, `plan(ctx) -> (changes, problems)` (observe + pure
-diff) and `apply(ctx, change)`. One inventory snapshot serves every vSphere
-stage; ctx.refresh() takes a new one after changes were applied.
+One inventory snapshot serves every vSphere stage; ctx.refresh() takes a new
+one after changes were applied.
 """
 
 import base64
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from pyVmomi import vim
 
 from orchestrator.changes import Change, Problem
 from orchestrator.guest.stage import GuestStage
-from orchestrator.identity import NodeIdentity, node_identity, ssh_public_key
-from orchestrator.logs import Redactor
+from orchestrator.identity import node_identity, ssh_public_key
 from orchestrator.plan import Plan
-from orchestrator.progress import Reporter
-from orchestrator.state import HostKey, StateDir
+from orchestrator.stages.contract import RunContext, Stage
+from orchestrator.stages.iscsi.stage import IscsiStage
+from orchestrator.state import HostKey
 from orchestrator.vsphere import (
     autostart,
     cluster,
@@ -26,60 +24,11 @@ from orchestrator.vsphere import (
     datastore,
     datastore_apply,
     guest_liveness,
-    iscsi,
-    iscsi_apply,
     storage_vm_apply,
     storage_vms,
 )
-from orchestrator.vsphere.inventory import Inventory, take_snapshot
-from orchestrator.vsphere.session import Session
+from orchestrator.vsphere.inventory import Inventory
 from orchestrator.vsphere.vm_facts import VmFact
-
-STAGE_ORDER = ("vms", "guest", "iscsi", "datastore", "cluster")
-
-
-@dataclass
-class RunContext:
-    plan: Plan
-    session: Session | None  # None when no selected stage talks to vSphere
-    state: StateDir
-    reporter: Reporter
-    allow_destroy: frozenset[str]
-    redactor: Redactor
-    # True only while stages are applied: a stage may then wait for what an earlier
-    # stage just started: the guest stage for the nodes in `starting`, whose VMs the
-    # vms stage creates or powers on in this run (before the prompt they show as
-    # pending; any other node that does not answer is an error).
-    applying: bool = False
-    starting: set[str] = field(default_factory=set)
-    stages: tuple[str, ...] = STAGE_ORDER  # the stages this run selected
-    # Powered-on nodes whose guest does not answer SSH (the vms stage resets or refuses
-    # them; the guest stage does not try them again before applying), and since when
-    # this run has seen each silent (time.monotonic()).
-    silent: set[str] = field(default_factory=set)
-    silent_since: dict[str, float] = field(default_factory=dict)
-    host_keys: dict[str, HostKey | None] = field(default_factory=dict)  # per node, as the vms stage pins them
-    inventory: Inventory | None = None
-    identities: dict[str, NodeIdentity] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)  # one-line remarks, e.g. a stage skipped
-
-    def secret(self, name: str, deployed: str | None = None) -> str:
-        """A generated secret from the state folder (or, when the folder lost it, the
-        one deployed), masked in the run log from now on."""
-        value = self.state.secret(name, deployed)
-        self.redactor.add(value)
-        return value
-
-    def refresh(self) -> None:
-        if self.session is None:
-            return
-        plan = self.plan
-        self.inventory = take_snapshot(
-            self.session,
-            plan.vsphere.datacenter,
-            storage_vms.vm_folder(plan, self.session.esxi),
-            storage_vms.vm_paths(plan),
-        )
 
 
 def missing_hosts(plan: Plan, inventory: Inventory) -> list[Problem]:
@@ -98,9 +47,13 @@ def missing_hosts(plan: Plan, inventory: Inventory) -> list[Problem]:
 
 
 class VmsStage:
+    needs_vsphere = True
     name = "vms"
 
-    def plan(self, ctx: RunContext) -> tuple[list[Change], list[Problem]]:
+    def observe(self, ctx: RunContext) -> None:
+        return None
+
+    def diff(self, ctx: RunContext, facts: None) -> tuple[list[Change], list[Problem]]:
         esxi = ctx.session.esxi
         facts = storage_vms.observe(ctx.plan, ctx.inventory, esxi=esxi)
         if ctx.plan.storage_vm.source.ova and storage_vms.needs_source(ctx.plan, facts):
@@ -161,21 +114,14 @@ def deployed_host_key(vm: VmFact | None) -> HostKey | None:
         return None
 
 
-class IscsiStage:
-    name = "iscsi"
-
-    def plan(self, ctx: RunContext) -> tuple[list[Change], list[Problem]]:
-        return iscsi.diff(ctx.plan, iscsi.observe(ctx.plan, ctx.inventory))
-
-    def apply(self, ctx: RunContext, change: Change) -> None:
-        secret = ctx.secret("chap") if ctx.plan.target.chap else None
-        iscsi_apply.apply(ctx.session, ctx.plan, change, secret, ctx.reporter)
-
-
 class DatastoreStage:
+    needs_vsphere = True
     name = "datastore"
 
-    def plan(self, ctx: RunContext) -> tuple[list[Change], list[Problem]]:
+    def observe(self, ctx: RunContext) -> None:
+        return None
+
+    def diff(self, ctx: RunContext, facts: None) -> tuple[list[Change], list[Problem]]:
         return datastore.diff(ctx.plan, datastore.observe(ctx.plan, ctx.inventory))
 
     def apply(self, ctx: RunContext, change: Change) -> None:
@@ -183,9 +129,13 @@ class DatastoreStage:
 
 
 class ClusterStage:
+    needs_vsphere = True
     name = "cluster"
 
-    def plan(self, ctx: RunContext) -> tuple[list[Change], list[Problem]]:
+    def observe(self, ctx: RunContext) -> None:
+        return None
+
+    def diff(self, ctx: RunContext, facts: None) -> tuple[list[Change], list[Problem]]:
         if ctx.plan.cluster is None:
             ctx.notes.append("stage cluster: the plan has no [cluster]; skipped")
             return [], []
@@ -200,7 +150,7 @@ class ClusterStage:
         cluster_apply.apply(ctx.session, ctx.plan, ctx.inventory, change, ctx.reporter)
 
 
-STAGES: dict[str, Any] = {
+STAGES: dict[str, Stage[Any]] = {
     "vms": VmsStage(),
     "guest": GuestStage(),
     "iscsi": IscsiStage(),
