@@ -16,6 +16,7 @@ from orchestrator.guest.facts import (
     DeployedSecrets,
     Disks,
     DrbdMetadata,
+    Fact,
     FileHashes,
     NodeFacts,
     ProcDrbd,
@@ -80,7 +81,9 @@ class GuestStage:
             heartbeat=ctx.secret("heartbeat", deployed.get("heartbeat")),
             chap=ctx.secret("chap", deployed.get("chap")) if plan.target.chap else None,
         )
-        self.desired = desired_state(plan, secrets, {node: devices(f) for node, f in facts.items()})
+        # every node has its data disks here (disk_problems above)
+        node_devices = {node: found for node, f in facts.items() if (found := devices(f)) is not None}
+        self.desired = desired_state(plan, secrets, node_devices)
         changes, problems = guest_diff.diff(plan, self.desired, facts)
         starts = [change for change in changes if {"start", "restart"} & set(change.steps)]
         if starts:
@@ -102,7 +105,7 @@ class GuestStage:
             self.shells[node.node] = shell
         disks = Disks().process(shell.run(Disks.command).out)
         paths = [*_managed_paths(plan)]
-        facts = {
+        facts: dict[str, Fact] = {
             "drbd": ProcDrbd(),
             "metadata": DrbdMetadata(disks[0].path if disks else None),
             "files": FileHashes(paths),

@@ -23,7 +23,7 @@ from orchestrator.status import render
 from orchestrator.status.command import observe
 from orchestrator.vsphere import storage_vms
 from orchestrator.vsphere.iscsi import ISCSI_PORT
-from orchestrator.vsphere.session import connect
+from orchestrator.vsphere.session import connect, required
 from orchestrator.vsphere.tasks import run_task
 
 SERVE_TIMEOUT_S = 300.0
@@ -65,7 +65,7 @@ def _power_off(plan: Plan, node: str, console: Console) -> None:
     session = connect(plan, plan.resolve_password())
     try:
         path = storage_vms.vm_inventory_path(plan, session.esxi, plan.vm_name(node))
-        vm = session.content.searchIndex.FindByInventoryPath(path)
+        vm = required(session.content.searchIndex, "searchIndex").FindByInventoryPath(path)
         if vm is None:
             raise LabError(f"no VM at {path}")
         run_task(Reporter(console), f"power off {plan.vm_name(node)}", vm.PowerOffVM_Task)
