@@ -207,10 +207,22 @@ class Ha(_Section):
 _IQN = r"^iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9][a-z0-9.\-]*(:[A-Za-z0-9.\-:_]+)?$"
 
 
+# Target kinds named in the schema but never built (no appliance support, no tests).
+_UNBUILT_TARGETS = ("iet", "tgt")
+
+
 class Target(_Section):
-    kind: Literal["lio", "iet", "tgt"] = "lio"
+    kind: Literal["lio"] = "lio"  # LIO, started by heartbeat's vsa-target resource script
     iqn: Annotated[str, Field(pattern=_IQN)] | None = None
     chap: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _built_kind(cls, value: Any) -> Any:
+        kind = value.get("kind") if isinstance(value, dict) else None
+        if kind in _UNBUILT_TARGETS:
+            raise _at_key("kind", f'"{kind}" is not built yet; use "lio"')
+        return value
 
 
 # Seconds a takeover needs after heartbeat declares the peer dead: DRBD promote,

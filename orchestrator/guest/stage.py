@@ -188,10 +188,7 @@ def desired_state(
     plan: Plan, secrets: Secrets, node_devices: dict[str, dict[str, str]]
 ) -> dict[str, Desired]:
     files = node_files(plan, secrets, node_devices)
-    if plan.target.kind == "lio":
-        script_text = (
-            resources.files("orchestrator.guest").joinpath("files", layout.TARGET_SCRIPT).read_text()
-        )
-        files[SCRIPT_PATH] = NodeFile(script_text, 0o755, False, "target")
+    script_text = resources.files("orchestrator.guest").joinpath("files", layout.TARGET_SCRIPT).read_text()
+    files[SCRIPT_PATH] = NodeFile(script_text, 0o755, False, "target")
     definition = guest_apply.target_definition(plan, lun_serial(plan), secrets.chap)
     return {node.node: Desired(files=files, target_definition=definition) for node in plan.storage_nodes}

@@ -36,7 +36,7 @@ def failover(plan_path: Path, console: Console) -> float:
     before = observe(plan)
     victim = before.active_node
     naa = before.expected.naa
-    if not before.healthy or victim is None or naa is None:
+    if not before.healthy or victim is None:
         findings = "; ".join(before.problems) or "no node serves the LUN"
         raise LabError(
             f"the site is not healthy ({findings}); a failover now could power off the only up-to-date "

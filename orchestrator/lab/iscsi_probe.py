@@ -55,10 +55,6 @@ class _ReadCapacity16(ctypes.Structure):
     _fields_ = [("returned_lba", ctypes.c_uint64), ("block_length", ctypes.c_uint32)]
 
 
-class _ReportLuns(ctypes.Structure):
-    _fields_ = [("num", ctypes.c_uint32), ("luns", ctypes.c_uint16 * 256)]
-
-
 class _DiscoveryAddress(ctypes.Structure):
     pass
 

@@ -28,14 +28,14 @@ EXIT_DEGRADED = EXIT_PENDING  # 2
 
 
 def expected_of(plan: Plan) -> Expected:
-    serial = lun_serial(plan) if plan.target.kind == "lio" else None
+    serial = lun_serial(plan)
     return Expected(
         iqn=plan.iqn,
         vip=str(plan.network.vip),
         datastore=plan.datastore.name,
         target_kind=plan.target.kind,
         serial=serial,
-        naa=naa_from_serial(serial) if serial else None,
+        naa=naa_from_serial(serial),
     )
 
 

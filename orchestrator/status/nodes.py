@@ -27,9 +27,8 @@ def facts_for(plan: Plan) -> dict:
         "services": ServicesFact(str(plan.network.vip)),
         "heartbeat": HeartbeatResources(),
         "split_brain": SplitBrainMarkers(),
+        "lio": LioTargets(),
     }
-    if plan.target.kind == "lio":
-        facts["lio"] = LioTargets()
     return facts
 
 

@@ -70,8 +70,8 @@ def _host_column(host: HostView, expected: Expected) -> list[Cell]:
         return [_mark(False, "not found"), "", "", "", ""]
     if host.lun is None:
         lun = _mark(False, "not visible")
-    elif expected.naa is None or host.lun == expected.naa:
-        lun = _mark(True, "ours" if expected.naa else host.lun)
+    elif host.lun == expected.naa:
+        lun = _mark(True, "ours")
     else:
         lun = _mark(False, host.lun)
     active = sum(path.state == "active" for path in host.paths)
