@@ -11,7 +11,7 @@ from orchestrator.changes import Change
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
 from orchestrator.vsphere.iscsi import ISCSI_PORT, desired_options, host_iscsi, software_adapter
-from orchestrator.vsphere.session import Session, VSphereError, transient_retry
+from orchestrator.vsphere.session import Session, VSphereError, fault_msg, transient_retry
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _caller(host: str):
         try:
             return transient_retry(function)(*args)
         except vim.fault.HostConfigFault as fault:
-            raise VSphereError(f"host {host}: {method} failed: {fault.msg}") from None
+            raise VSphereError(f"host {host}: {method} failed: {fault_msg(fault)}") from None
 
     return call
 
