@@ -27,8 +27,8 @@ from rich.table import Table  # noqa: E402
 
 from orchestrator.cli import main  # noqa: E402
 from orchestrator.lab.commands import write_lab_plan  # noqa: E402
-from orchestrator.lab.portal import serve_portal  # noqa: E402
 from orchestrator.lab.simulator import RunningSim, start_simulator  # noqa: E402
+from tests.vsphere.portal import serve_portal  # noqa: E402
 
 N = 5
 INVENTORIES = (("3 hosts", 0), ("3 hosts + 2,000 VMs", 2000))

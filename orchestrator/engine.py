@@ -24,7 +24,7 @@ from orchestrator.progress import Reporter
 from orchestrator.stages import STAGES, missing_hosts
 from orchestrator.stages.contract import STAGE_ORDER, RunContext, Stage
 from orchestrator.state import StateDir
-from orchestrator.vsphere.session import VSphereError, connect
+from orchestrator.vsphere.session import VSphereError, connect, fault_msg
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ def one_line(err: BaseException) -> str:
     """Faults we did not anticipate still read as one line, never a traceback."""
     if isinstance(err, vmodl.MethodFault):
         kind = type(err).__name__.rsplit(".", 1)[-1]
-        return f"vSphere refused the request ({kind}): {err.msg or 'no details'}; nothing further was changed"
+        detail = fault_msg(err) or "no details"
+        return f"vSphere refused the request ({kind}): {detail}; nothing further was changed"
     if isinstance(err, OSError | HTTPException):
         return f"lost the connection to vSphere ({err}); rerun when it is reachable again"
     return str(err)

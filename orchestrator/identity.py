@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from orchestrator.plan import Plan, StorageNode
 from orchestrator.state import HostKey
@@ -52,7 +53,7 @@ def ssh_public_key(plan: Plan) -> str:
 
 def node_identity(plan: Plan, node: StorageNode, host_key: HostKey, admin_key: str) -> NodeIdentity:
     net = plan.network
-    iscsi = {
+    iscsi: dict[str, Any] = {
         "match": {"macaddress": nic_mac(plan, node.node, "iscsi")},
         "set-name": "eth0",
         "addresses": [f"{node.iscsi_ip}/{net.iscsi_prefix}"],

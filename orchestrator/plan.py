@@ -89,6 +89,8 @@ class SecretRef(_Section):
             if not value:
                 raise ValueError(f"{key}: environment variable {self.env} is not set")
             return value
+        if self.file is None:  # the validator above requires env or file
+            raise ValueError(f'{key}: give {{ env = "VARIABLE" }} or {{ file = "path" }}')
         path = (base_dir / Path(self.file).expanduser()).resolve()
         try:
             return path.read_text().rstrip("\n")
@@ -207,10 +209,22 @@ class Ha(_Section):
 _IQN = r"^iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9][a-z0-9.\-]*(:[A-Za-z0-9.\-:_]+)?$"
 
 
+# Target kinds named in the schema but never built (no appliance support, no tests).
+_UNBUILT_TARGETS = ("iet", "tgt")
+
+
 class Target(_Section):
-    kind: Literal["lio", "iet", "tgt"] = "lio"
+    kind: Literal["lio"] = "lio"  # LIO, started by heartbeat's vsa-target resource script
     iqn: Annotated[str, Field(pattern=_IQN)] | None = None
     chap: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _built_kind(cls, value: Any) -> Any:
+        kind = value.get("kind") if isinstance(value, dict) else None
+        if kind in _UNBUILT_TARGETS:
+            raise _at_key("kind", f'"{kind}" is not built yet; use "lio"')
+        return value
 
 
 # Seconds a takeover needs after heartbeat declares the peer dead: DRBD promote,
@@ -515,7 +529,7 @@ def _liveness_after_failover(plan: Plan) -> list[tuple[Loc, str]]:
 
 
 def _duplicate_names(plan: Plan) -> list[tuple[Loc, str]]:
-    problems = []
+    problems: list[tuple[Loc, str]] = []
     for key in ("esxi", "node"):
         seen: dict[str, int] = {}
         for index, host in enumerate(plan.hosts):
@@ -530,7 +544,7 @@ def _duplicate_names(plan: Plan) -> list[tuple[Loc, str]]:
 
 
 def _storage_node_shape(plan: Plan) -> list[tuple[Loc, str]]:
-    problems = []
+    problems: list[tuple[Loc, str]] = []
     for index, host in enumerate(plan.hosts):
         given = [key for key in _NODE_KEYS if getattr(host, key) is not None]
         if given and len(given) != len(_NODE_KEYS):
@@ -554,7 +568,7 @@ def _storage_node_shape(plan: Plan) -> list[tuple[Loc, str]]:
 def _addresses(plan: Plan) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
     net = plan.network
-    iscsi_net = ipaddress.ip_network(f"{net.vip}/{net.iscsi_prefix}", strict=False)
+    iscsi_net = ipaddress.IPv4Network(f"{net.vip}/{net.iscsi_prefix}", strict=False)
     # Only complete storage nodes; _storage_node_shape reports the incomplete ones.
     nodes = [
         (index, host)
@@ -564,7 +578,7 @@ def _addresses(plan: Plan) -> list[tuple[Loc, str]]:
     if not nodes:
         return problems
     first_replication = nodes[0][1].replication_ip
-    replication_net = ipaddress.ip_network(f"{first_replication}/{net.replication_prefix}", strict=False)
+    replication_net = ipaddress.IPv4Network(f"{first_replication}/{net.replication_prefix}", strict=False)
     owners: dict[IPv4, Loc] = {net.vip: ("network", "vip")}
     _check_usable(net.vip, iscsi_net, ("network", "vip"), problems)
     if net.iscsi_gateway is not None:

@@ -184,7 +184,7 @@ def _public(url: str) -> str:
     parts = urlsplit(url)
     if not parts.username and not parts.password:
         return url
-    return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+    return parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else "")).geturl()
 
 
 def _keep_debootstrap_log(tree: Path, log: Path) -> None:

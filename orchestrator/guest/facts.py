@@ -7,11 +7,20 @@ Parsers are tested on output captured from a real lab VM (tests/unit/fixtures).
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.guest import layout
 
 MARKER = "### vsa-fact "
+
+
+class Fact(Protocol):
+    """What every fact here is: the shell command that reads it, the parser of its output."""
+
+    @property
+    def command(self) -> str: ...
+
+    def process(self, output: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,7 @@ class Disks:
     def process(self, output: str) -> list[Disk]:
         tree, rest = output.split("#by-path", 1)
         links_text, signatures_text = rest.split("#signatures", 1)
-        links = {}
+        links: dict[str, str] = {}
         for line in links_text.split("\n"):
             if line.strip():
                 link, target = line.split()

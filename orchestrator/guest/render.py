@@ -59,11 +59,6 @@ def lun_naa(plan: Plan) -> str:
     return naa_from_serial(lun_serial(plan))
 
 
-def target_resource(plan: Plan) -> str:
-    """The heartbeat resource that starts the target (IET ships an init script)."""
-    return "iscsitarget" if plan.target.kind == "iet" else layout.TARGET_SCRIPT
-
-
 def node_files(plan: Plan, secrets: Secrets, devices: dict[str, dict[str, str]]) -> dict[str, NodeFile]:
     """Files on every storage node; devices: node -> disk role -> stable device path."""
     nodes = plan.storage_nodes
@@ -85,7 +80,7 @@ def node_files(plan: Plan, secrets: Secrets, devices: dict[str, dict[str, str]])
             lun=layout.LUN,
             mount=layout.CONFIG_MOUNT,
             fstype=layout.CONFIG_FSTYPE,
-            target_resource=target_resource(plan),
+            target_resource=layout.TARGET_SCRIPT,
             **common,
         ),
         0o644,
@@ -94,13 +89,6 @@ def node_files(plan: Plan, secrets: Secrets, devices: dict[str, dict[str, str]])
     )
     files["/etc/hosts"] = NodeFile(_render("hosts.j2", **common), 0o644, False, "hosts")
     return files
-
-
-def ietd_conf(plan: Plan, chap_secret: str | None) -> str:
-    """IET's target definition (legacy appliances; kept on the config volume)."""
-    return _render(
-        "ietd.conf.j2", plan=plan, lun=layout.LUN, serial=lun_serial(plan), chap_secret=chap_secret
-    )
 
 
 def _render(template: str, **values: object) -> str:

@@ -16,6 +16,7 @@ from orchestrator.guest.facts import (
     DeployedSecrets,
     Disks,
     DrbdMetadata,
+    Fact,
     FileHashes,
     NodeFacts,
     ProcDrbd,
@@ -55,7 +56,7 @@ class GuestStage:
     def observe(self, ctx) -> None:
         return None
 
-    def diff(self, ctx, facts: None) -> tuple[list[Change], list[Problem]]:
+    def diff(self, ctx, observed: None) -> tuple[list[Change], list[Problem]]:
         plan = ctx.plan
         names = ["drbd", "heartbeat", *(["chap"] if plan.target.chap else [])]
         lost = [name for name in names if not ctx.state.has_secret(name)]
@@ -83,7 +84,9 @@ class GuestStage:
             heartbeat=ctx.secret("heartbeat", deployed.get("heartbeat")),
             chap=ctx.secret("chap", deployed.get("chap")) if plan.target.chap else None,
         )
-        self.desired = desired_state(plan, secrets, {node: devices(f) for node, f in facts.items()})
+        # every node has its data disks here (disk_problems above)
+        node_devices = {node: found for node, f in facts.items() if (found := devices(f)) is not None}
+        self.desired = desired_state(plan, secrets, node_devices)
         changes, problems = guest_diff.diff(plan, self.desired, facts)
         starts = [change for change in changes if {"start", "restart"} & set(change.steps)]
         if starts:
@@ -105,7 +108,7 @@ class GuestStage:
             self.shells[node.node] = shell
         disks = Disks().process(shell.run(Disks.command).out)
         paths = [*_managed_paths(plan)]
-        facts = {
+        facts: dict[str, Fact] = {
             "drbd": ProcDrbd(),
             "metadata": DrbdMetadata(disks[0].path if disks else None),
             "files": FileHashes(paths),
@@ -188,10 +191,7 @@ def desired_state(
     plan: Plan, secrets: Secrets, node_devices: dict[str, dict[str, str]]
 ) -> dict[str, Desired]:
     files = node_files(plan, secrets, node_devices)
-    if plan.target.kind == "lio":
-        script_text = (
-            resources.files("orchestrator.guest").joinpath("files", layout.TARGET_SCRIPT).read_text()
-        )
-        files[SCRIPT_PATH] = NodeFile(script_text, 0o755, False, "target")
+    script_text = resources.files("orchestrator.guest").joinpath("files", layout.TARGET_SCRIPT).read_text()
+    files[SCRIPT_PATH] = NodeFile(script_text, 0o755, False, "target")
     definition = guest_apply.target_definition(plan, lun_serial(plan), secrets.chap)
     return {node.node: Desired(files=files, target_definition=definition) for node in plan.storage_nodes}

@@ -150,7 +150,11 @@ def _stop_vms(lab_dir: Path) -> None:
         pid = qemu_pid(folder)
         if pid:
             os.kill(pid, signal.SIGKILL)
-            if not wait_until(lambda folder=folder: qemu_pid(folder) is None, 30):
+
+            def stopped(folder: Path = folder) -> bool:
+                return qemu_pid(folder) is None
+
+            if not wait_until(stopped, 30):
                 raise LabError(f"qemu pid {pid} did not stop; kill it by hand")
 
 

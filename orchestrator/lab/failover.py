@@ -22,7 +22,7 @@ from orchestrator.state import StateDir
 from orchestrator.status import render
 from orchestrator.status.command import observe
 from orchestrator.vsphere import storage_vms
-from orchestrator.vsphere.session import connect
+from orchestrator.vsphere.session import connect, required
 from orchestrator.vsphere.tasks import run_task
 
 SERVE_TIMEOUT_S = 300.0
@@ -35,7 +35,7 @@ def failover(plan_path: Path, console: Console) -> float:
     before = observe(plan)
     victim = before.active_node
     naa = before.expected.naa
-    if not before.healthy or victim is None or naa is None:
+    if not before.healthy or victim is None:
         findings = "; ".join(before.problems) or "no node serves the LUN"
         raise LabError(
             f"the site is not healthy ({findings}); a failover now could power off the only up-to-date "
@@ -64,7 +64,7 @@ def _power_off(plan: Plan, node: str, console: Console) -> None:
     session = connect(plan, plan.resolve_password())
     try:
         path = storage_vms.vm_inventory_path(plan, session.esxi, plan.vm_name(node))
-        vm = session.content.searchIndex.FindByInventoryPath(path)
+        vm = required(session.content.searchIndex, "searchIndex").FindByInventoryPath(path)
         if vm is None:
             raise LabError(f"no VM at {path}")
         run_task(Reporter(console), f"power off {plan.vm_name(node)}", vm.PowerOffVM_Task)

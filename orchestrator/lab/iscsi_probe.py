@@ -15,6 +15,7 @@ import ctypes.util
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import NoReturn
 
 from orchestrator.lab.simulator import LabError
 
@@ -52,10 +53,6 @@ class _DeviceIdentification(ctypes.Structure):
 
 class _ReadCapacity16(ctypes.Structure):
     _fields_ = [("returned_lba", ctypes.c_uint64), ("block_length", ctypes.c_uint32)]
-
-
-class _ReportLuns(ctypes.Structure):
-    _fields_ = [("num", ctypes.c_uint32), ("luns", ctypes.c_uint16 * 256)]
 
 
 class _DiscoveryAddress(ctypes.Structure):
@@ -124,7 +121,7 @@ class _Session:
             if lib.iscsi_set_initiator_username_pwd(self.ctx, name, chap["secret"].encode()) != 0:
                 self._fail("setting CHAP")
 
-    def _fail(self, what: str) -> None:
+    def _fail(self, what: str) -> NoReturn:
         raise LabError(f"{what}: {(self.lib.iscsi_get_error(self.ctx) or b'').decode(errors='replace')}")
 
     def close(self) -> None:

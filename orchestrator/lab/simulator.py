@@ -115,12 +115,15 @@ def start_simulator(
     return RunningSim(process=process, info=SimInfo.from_json(line))
 
 
-def _first_line(process: subprocess.Popen, timeout_s: float) -> str:
+def _first_line(process: subprocess.Popen[bytes], timeout_s: float) -> str:
+    stdout = process.stdout
+    if stdout is None:
+        raise LabError("the simulator was started without a pipe on its stdout")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.5)
+        ready, _, _ = select.select([stdout], [], [], 0.5)
         if ready:
-            line = process.stdout.readline().decode()
+            line = stdout.readline().decode()
             if line.strip():
                 return line
         if process.poll() is not None:

@@ -48,14 +48,18 @@ def missing_hosts(plan: Plan, inventory: Inventory) -> list[Problem]:
 
 class VmsStage:
     needs_vsphere = True
+
+    def close(self) -> None:
+        pass
+
     name = "vms"
 
     def observe(self, ctx: RunContext) -> None:
         return None
 
-    def diff(self, ctx: RunContext, facts: None) -> tuple[list[Change], list[Problem]]:
-        esxi = ctx.session.esxi
-        facts = storage_vms.observe(ctx.plan, ctx.inventory, esxi=esxi)
+    def diff(self, ctx: RunContext, observed: None) -> tuple[list[Change], list[Problem]]:
+        esxi = ctx.vsphere.esxi
+        facts = storage_vms.observe(ctx.plan, ctx.snapshot, esxi=esxi)
         if ctx.plan.storage_vm.source.ova and storage_vms.needs_source(ctx.plan, facts):
             facts.ova = storage_vms.observe_ova(ctx.plan)  # every manifest digest, before any change
         admin_key = ssh_public_key(ctx.plan)
@@ -67,7 +71,7 @@ class VmsStage:
             placement = node_facts.placement
             if storage_vms.needs_folder_listing(ctx.plan, node_facts) and placement.datastore_id:
                 node_facts.folder_files = storage_vm_apply.list_folder(
-                    ctx.session,
+                    ctx.vsphere,
                     ctx.reporter,
                     placement.datastore_id,
                     node.datastore,
@@ -83,17 +87,17 @@ class VmsStage:
         ctx.starting = {
             node.node for node in ctx.plan.storage_nodes if f"vm {ctx.plan.vm_name(node.node)}" in powered_on
         }
-        changes += autostart.diff(ctx.plan, autostart.observe(ctx.plan, ctx.inventory))
+        changes += autostart.diff(ctx.plan, autostart.observe(ctx.plan, ctx.snapshot))
         return changes, problems
 
     def apply(self, ctx: RunContext, change: Change) -> None:
         if "autostart" in change.steps:
-            autostart.apply(ctx.session, ctx.inventory, change, ctx.reporter)
+            autostart.apply(ctx.vsphere, ctx.snapshot, change, ctx.reporter)
             return
         if "reset" in change.steps:
             guest_liveness.recheck(ctx.plan, change, ctx.host_keys)
         identity = ctx.identities.get(change.params.get("node", ""))
-        storage_vm_apply.apply(ctx.session, ctx.plan, ctx.inventory, change, identity, ctx.reporter)
+        storage_vm_apply.apply(ctx.vsphere, ctx.plan, ctx.snapshot, change, identity, ctx.reporter)
 
 
 def deployed_host_key(vm: VmFact | None) -> HostKey | None:
@@ -116,38 +120,46 @@ def deployed_host_key(vm: VmFact | None) -> HostKey | None:
 
 class DatastoreStage:
     needs_vsphere = True
+
+    def close(self) -> None:
+        pass
+
     name = "datastore"
 
     def observe(self, ctx: RunContext) -> None:
         return None
 
-    def diff(self, ctx: RunContext, facts: None) -> tuple[list[Change], list[Problem]]:
-        return datastore.diff(ctx.plan, datastore.observe(ctx.plan, ctx.inventory))
+    def diff(self, ctx: RunContext, observed: None) -> tuple[list[Change], list[Problem]]:
+        return datastore.diff(ctx.plan, datastore.observe(ctx.plan, ctx.snapshot))
 
     def apply(self, ctx: RunContext, change: Change) -> None:
-        datastore_apply.apply(ctx.session, ctx.plan, change, ctx.reporter)
+        datastore_apply.apply(ctx.vsphere, ctx.plan, change, ctx.reporter)
 
 
 class ClusterStage:
     needs_vsphere = True
+
+    def close(self) -> None:
+        pass
+
     name = "cluster"
 
     def observe(self, ctx: RunContext) -> None:
         return None
 
-    def diff(self, ctx: RunContext, facts: None) -> tuple[list[Change], list[Problem]]:
+    def diff(self, ctx: RunContext, observed: None) -> tuple[list[Change], list[Problem]]:
         if ctx.plan.cluster is None:
             ctx.notes.append("stage cluster: the plan has no [cluster]; skipped")
             return [], []
-        if ctx.session.content.about.apiType != "VirtualCenter":
+        if ctx.vsphere.content.about.apiType != "VirtualCenter":
             ctx.notes.append(
                 "stage cluster: connected to an ESXi host, not vCenter; clusters need vCenter; skipped"
             )
             return [], []
-        return cluster.diff(ctx.plan, cluster.observe(ctx.plan, ctx.inventory))
+        return cluster.diff(ctx.plan, cluster.observe(ctx.plan, ctx.snapshot))
 
     def apply(self, ctx: RunContext, change: Change) -> None:
-        cluster_apply.apply(ctx.session, ctx.plan, ctx.inventory, change, ctx.reporter)
+        cluster_apply.apply(ctx.vsphere, ctx.plan, ctx.snapshot, change, ctx.reporter)
 
 
 STAGES: dict[str, Stage[Any]] = {

@@ -8,6 +8,7 @@ folder, no generated key).
 import argparse
 import logging
 from pathlib import Path
+from typing import NoReturn
 
 from orchestrator.engine import EXIT_ERROR, EXIT_OK, EXIT_PENDING, RUN_ERRORS, one_line
 from orchestrator.guest.render import lun_serial, naa_from_serial
@@ -27,14 +28,14 @@ EXIT_DEGRADED = EXIT_PENDING  # 2
 
 
 def expected_of(plan: Plan) -> Expected:
-    serial = lun_serial(plan) if plan.target.kind == "lio" else None
+    serial = lun_serial(plan)
     return Expected(
         iqn=plan.iqn,
         vip=str(plan.network.vip),
         datastore=plan.datastore.name,
         target_kind=plan.target.kind,
         serial=serial,
-        naa=naa_from_serial(serial) if serial else None,
+        naa=naa_from_serial(serial),
     )
 
 
@@ -83,7 +84,7 @@ def observe(plan: Plan) -> SiteStatus:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         """A usage error is exit 1: argparse's 2 would read as "degraded" to a script."""
         self.print_usage()
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")

@@ -87,8 +87,7 @@ def serving_findings(nodes: list[NodeView], expected: Expected) -> list[str]:
         found.append(f"{who}: the iSCSI target is not running as defined")
     if active.heartbeat_resources == "none":
         found.append(f"{who}: holds the VIP but heartbeat says it holds no resources (VIP set by hand?)")
-    if expected.target_kind == "lio":
-        found += target_findings(active, expected)
+    found += target_findings(active, expected)
     for standby in nodes:
         if standby is not active and any(t.iqn == expected.iqn for t in standby.targets):
             found.append(f"node {standby.node}: a target {expected.iqn} is defined but the node is standby")
@@ -129,7 +128,7 @@ def host_findings(host: HostView, expected: Expected, datastore: DatastoreView) 
     if host.lun is None:
         found.append(f"{who}: no LUN of {expected.iqn}")
     else:
-        if expected.naa and host.lun != expected.naa:
+        if host.lun != expected.naa:
             found.append(f"{who}: sees our LUN as {host.lun}, the target presents {expected.naa}")
         if not any(path.state == "active" for path in host.paths):
             states = ", ".join(f"{path.name} {path.state}" for path in host.paths) or "no paths"
@@ -168,9 +167,6 @@ def findings(
     found = [line for node in nodes for line in node_findings(node)]
     found += dual_primary_findings(nodes)
     found += serving_findings(nodes, expected)
-    luns = sorted({host.lun for host in hosts if host.lun})
-    if not expected.naa and len(luns) > 1:
-        found.append(f"hosts see different LUN ids for {expected.iqn}: {', '.join(luns)}")
     if not datastore.found:
         found.append(f"datastore {datastore.name}: not found")
     found += [line for host in hosts for line in host_findings(host, expected, datastore)]

@@ -14,8 +14,8 @@ class Expected:
     vip: str
     datastore: str
     target_kind: str
-    serial: str | None  # the LUN's unit serial (LIO; None for other kinds)
-    naa: str | None  # the NAA id ESXi must see (LIO; None for other kinds)
+    serial: str  # the LUN's unit serial (LIO)
+    naa: str  # the NAA id ESXi must see
 
 
 @dataclass

@@ -8,6 +8,7 @@ generated or written. A node that does not answer at once (wait_s=0) is
 
 import shlex
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from orchestrator.guest import layout
 from orchestrator.guest.facts import ServicesFact, SplitBrainMarkers, script, split
@@ -26,9 +27,8 @@ def facts_for(plan: Plan) -> dict:
         "services": ServicesFact(str(plan.network.vip)),
         "heartbeat": HeartbeatResources(),
         "split_brain": SplitBrainMarkers(),
+        "lio": LioTargets(),
     }
-    if plan.target.kind == "lio":
-        facts["lio"] = LioTargets()
     return facts
 
 
@@ -45,7 +45,7 @@ def read_command(facts: dict) -> str:
     return f"timeout {READ_TIMEOUT_S} sh -c {shlex.quote(script(facts))}"
 
 
-def read_node(plan: Plan, node: StorageNode, host_key: HostKey) -> dict[str, object]:
+def read_node(plan: Plan, node: StorageNode, host_key: HostKey) -> dict[str, Any]:
     """Connect (no waiting), run the facts' one script, parse each section."""
     shell = NodeShell(
         node.node, str(node.iscsi_ip), plan.storage_vm.ssh_user, plan.ssh_key_file, host_key, wait_s=0
@@ -61,7 +61,7 @@ def read_node(plan: Plan, node: StorageNode, host_key: HostKey) -> dict[str, obj
         shell.close()
 
 
-def apply_facts(view: NodeView, parsed: dict[str, object]) -> None:
+def apply_facts(view: NodeView, parsed: dict[str, Any]) -> None:
     """Fill a NodeView from parsed facts (pure; tested on captured outputs)."""
     view.reachable = True
     drbd = parsed["drbd"]

@@ -70,8 +70,8 @@ def _host_column(host: HostView, expected: Expected) -> list[Cell]:
         return [_mark(False, "not found"), "", "", "", ""]
     if host.lun is None:
         lun = _mark(False, "not visible")
-    elif expected.naa is None or host.lun == expected.naa:
-        lun = _mark(True, "ours" if expected.naa else host.lun)
+    elif host.lun == expected.naa:
+        lun = _mark(True, "ours")
     else:
         lun = _mark(False, host.lun)
     active = sum(path.state == "active" for path in host.paths)
@@ -107,7 +107,7 @@ def render_text(console: Console, status: SiteStatus) -> None:
     console.print(f"target: {expected.iqn}, serial {expected.serial}, {expected.naa} (from the plan)")
     active = next((node for node in status.nodes if node.node == status.active_node), None)
     target = next((t for t in active.targets if t.iqn == expected.iqn), None) if active else None
-    if target is not None:
+    if active is not None and target is not None:
         state = "enabled" if target.enabled else "disabled"
         chap = "CHAP" if target.chap else "no CHAP"
         console.print(

@@ -44,17 +44,15 @@ def lun_paths(device_info: Any, naa: str) -> list[PathView]:
     ]
 
 
-def observe_hosts(plan: Plan, inventory: Inventory, naa: str | None) -> tuple[list[HostView], DatastoreView]:
+def observe_hosts(plan: Plan, inventory: Inventory, naa: str) -> tuple[list[HostView], DatastoreView]:
     """Per host: adapter, send target, LUN and its paths, our datastore's mount.
 
-    Our datastore is the VMFS on the LUN (`naa`, or what the hosts see), else
-    the one with the plan's name.
+    Our datastore is the VMFS on the LUN `naa`, else the one with the plan's name.
     """
     vip = f"{plan.network.vip}:{ISCSI_PORT}"
     adapters = {host.name: host for host in iscsi.observe(plan, inventory)}
     ds_facts = datastore.observe(plan, inventory)
-    luns = {naa} if naa else {host.lun for host in adapters.values() if host.lun}
-    ours = next((ds for ds in ds_facts.datastores if ds.naa in luns), None) or next(
+    ours = next((ds for ds in ds_facts.datastores if ds.naa == naa), None) or next(
         (ds for ds in ds_facts.datastores if ds.name == plan.datastore.name), None
     )
     views = []

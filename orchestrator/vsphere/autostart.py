@@ -16,7 +16,7 @@ from orchestrator.changes import Attr, Change
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
 from orchestrator.vsphere.inventory import Inventory
-from orchestrator.vsphere.session import Session, transient_retry
+from orchestrator.vsphere.session import Session, VSphereError, required, transient_retry
 
 STAGE = "vms"
 WANTED = ("powerOn", 1, "guestShutdown")  # start action, start order, stop action
@@ -98,7 +98,10 @@ def _text(entry: tuple | None) -> str | None:
 
 
 def apply(session: Session, inventory: Inventory, change: Change, reporter: Reporter) -> None:
-    vm = session.content.searchIndex.FindChild(inventory.vm_folder, change.params["vm_name"])
+    if inventory.vm_folder is None:  # the VM is in it, so the folder exists
+        raise VSphereError(f"no VM folder for {change.params['vm_name']}; rerun")
+    search = required(session.content.searchIndex, "searchIndex")
+    vm = search.FindChild(inventory.vm_folder, change.params["vm_name"])
     start, order, stop = WANTED
     spec = vim.host.AutoStartManager.Config(
         defaults=vim.host.AutoStartManager.SystemDefaults(enabled=True),

@@ -18,7 +18,7 @@ from typing import Any
 from pyVmomi import vim
 
 from orchestrator.changes import Attr, Change, Problem
-from orchestrator.plan import Plan
+from orchestrator.plan import Cluster, Plan
 from orchestrator.vsphere.inventory import Inventory
 
 STAGE = "cluster"
@@ -41,8 +41,15 @@ class ClusterFacts:
     clusters: dict[str, str] = field(default_factory=dict)  # every cluster's id -> name
 
 
+def planned(plan: Plan) -> Cluster:
+    """The plan's [cluster]; the cluster stage runs only when there is one."""
+    if plan.cluster is None:
+        raise ValueError("the plan has no [cluster]")
+    return plan.cluster
+
+
 def observe(plan: Plan, inventory: Inventory) -> ClusterFacts:
-    cluster = inventory.named(vim.ClusterComputeResource, plan.cluster.name)
+    cluster = inventory.named(vim.ClusterComputeResource, planned(plan).name)
     facts = ClusterFacts(cluster_id=cluster.id if cluster else None)
     for entry in plan.hosts:
         host = inventory.named(vim.HostSystem, entry.esxi)
@@ -75,7 +82,7 @@ def observe(plan: Plan, inventory: Inventory) -> ClusterFacts:
 
 
 def diff(plan: Plan, facts: ClusterFacts) -> tuple[list[Change], list[Problem]]:
-    name = plan.cluster.name
+    name = planned(plan).name
     resource = f"cluster {name}"
     problems = []
     moves = []
@@ -96,7 +103,7 @@ def diff(plan: Plan, facts: ClusterFacts) -> tuple[list[Change], list[Problem]]:
         return [], problems
     attrs: list[Attr] = []
     creating = facts.cluster_id is None
-    ha = plan.cluster.ha
+    ha = planned(plan).ha
     if facts.ha_enabled != ha:
         attrs.append(Attr("ha", None if creating else facts.ha_enabled, ha))
     if ha and facts.host_monitoring != "enabled":
@@ -149,7 +156,7 @@ def _text(values: tuple | None) -> str | None:
 
 
 def das_config(plan: Plan) -> Any:
-    if not plan.cluster.ha:
+    if not planned(plan).ha:
         return vim.cluster.DasConfigInfo(enabled=False)
     return vim.cluster.DasConfigInfo(
         enabled=True,

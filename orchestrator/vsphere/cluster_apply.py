@@ -9,7 +9,7 @@ from pyVmomi import vim
 from orchestrator.changes import Change
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
-from orchestrator.vsphere.cluster import DAS_OVERRIDE, DRS_OVERRIDE, das_config
+from orchestrator.vsphere.cluster import DAS_OVERRIDE, DRS_OVERRIDE, das_config, planned
 from orchestrator.vsphere.inventory import Inventory
 from orchestrator.vsphere.session import Session, transient_retry
 from orchestrator.vsphere.tasks import run_task
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def apply(session: Session, plan: Plan, inventory: Inventory, change: Change, reporter: Reporter) -> None:
     params = change.params
-    name = plan.cluster.name
+    name = planned(plan).name
     if "create" in change.steps:
         log.info("CreateClusterEx %s", name)
         spec = vim.cluster.ConfigSpecEx(dasConfig=das_config(plan))

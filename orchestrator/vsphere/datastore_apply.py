@@ -52,7 +52,7 @@ def _format(session: Session, plan: Plan, params: dict[str, Any], reporter: Repo
                 "unresolved (snapshot) copy: the LUN's identity changed, so the storage VMs do not present "
                 "the same NAA/serial as before. Nothing was formatted; fix the target's identity"
             )
-    free = transient_retry(system.QueryAvailableDisksForVmfs)()
+    free = transient_retry(system.QueryAvailableDisksForVmfs)(None)
     disk = next((disk for disk in free or [] if disk.canonicalName == naa), None)
     if disk is None:
         raise VSphereError(
@@ -64,6 +64,8 @@ def _format(session: Session, plan: Plan, params: dict[str, Any], reporter: Repo
     if not options:
         raise VSphereError(f"host {creator}: ESXi offers no way to create VMFS on {naa}")
     spec = options[0].spec
+    if not isinstance(spec, vim.host.VmfsDatastoreCreateSpec):
+        raise VSphereError(f"host {creator}: ESXi offers no VMFS create spec for {naa}")
     spec.vmfs.volumeName = plan.datastore.name
     log.info("host %s: CreateVmfsDatastore %s on %s", creator, plan.datastore.name, naa)
     with reporter.task(f"create VMFS datastore {plan.datastore.name} on {naa}"):

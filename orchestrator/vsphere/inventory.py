@@ -13,7 +13,7 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from orchestrator.vsphere.session import Session, VSphereError, transient_retry
+from orchestrator.vsphere.session import Session, VSphereError, required, transient_retry
 
 PC = vmodl.query.PropertyCollector
 
@@ -155,14 +155,14 @@ def take_snapshot(session: Session, datacenter: str, vm_folder: str, vm_paths: l
 
 
 @transient_retry
-def _find_path(content: vim.ServiceContent, path: str, kind: type) -> Any | None:
-    found = content.searchIndex.FindByInventoryPath(path)
+def _find_path(content: vim.ServiceInstanceContent, path: str, kind: type) -> Any | None:
+    found = required(content.searchIndex, "searchIndex").FindByInventoryPath(path)
     return found if isinstance(found, kind) else None
 
 
 @transient_retry
-def _find_datacenter(content: vim.ServiceContent, name: str) -> Any:
-    found = content.searchIndex.FindByInventoryPath(name)
+def _find_datacenter(content: vim.ServiceInstanceContent, name: str) -> Any:
+    found = required(content.searchIndex, "searchIndex").FindByInventoryPath(name)
     if not isinstance(found, vim.Datacenter):
         raise VSphereError(
             f"datacenter {name!r} not found; set [vsphere].datacenter to its inventory path "
@@ -172,15 +172,15 @@ def _find_datacenter(content: vim.ServiceContent, name: str) -> Any:
 
 
 @transient_retry
-def _create_view(content: vim.ServiceContent, dc: Any) -> Any:
-    kinds = [
+def _create_view(content: vim.ServiceInstanceContent, dc: Any) -> Any:
+    kinds: list[type] = [
         vim.HostSystem,
         vim.ComputeResource,
         vim.ResourcePool,
         vim.Datastore,
         vim.Network,
     ]
-    return content.viewManager.CreateContainerView(dc, kinds, True)
+    return required(content.viewManager, "viewManager").CreateContainerView(dc, kinds, True)
 
 
 def _destroy_view(view: Any) -> None:
@@ -188,7 +188,7 @@ def _destroy_view(view: Any) -> None:
 
 
 @transient_retry
-def _retrieve(content: vim.ServiceContent, spec: Any) -> dict[str, Obj]:
+def _retrieve(content: vim.ServiceInstanceContent, spec: Any) -> dict[str, Obj]:
     collector = content.propertyCollector
     found: dict[str, Obj] = {}
     result = collector.RetrievePropertiesEx([spec], PC.RetrieveOptions())

@@ -9,6 +9,7 @@ node (the next run replaces it). Any failure, Ctrl-C included, aborts the
 lease, and vSphere removes the VM it was importing.
 """
 
+import functools
 import logging
 import time
 from typing import Any
@@ -19,7 +20,7 @@ from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
 from orchestrator.vsphere import nfc_lease
 from orchestrator.vsphere.ova_package import OvaPackage
-from orchestrator.vsphere.session import Session, VSphereError, transient_retry
+from orchestrator.vsphere.session import Session, VSphereError, fault_msg, required, transient_retry
 from orchestrator.vsphere.vm_facts import MARKER_INCOMPLETE, MARKER_NODE, MARKER_PLAN
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def import_vm(
         hostSystem=host,
     )
     try:
-        result = transient_retry(session.content.ovfManager.CreateImportSpec)(
+        result = transient_retry(required(session.content.ovfManager, "ovfManager").CreateImportSpec)(
             package.descriptor, pool, datastore, params
         )
     except vmodl.MethodFault as fault:
@@ -61,6 +62,8 @@ def import_vm(
             + "; ".join(_text(error) for error in result.error)
         )
     spec = result.importSpec
+    if not isinstance(spec, vim.vm.VmImportSpec):  # an OVF of one VM
+        raise VSphereError(f"{resource}: {package.path} does not describe exactly one VM; rebuild the OVA")
     spec.configSpec.extraConfig = [
         *(spec.configSpec.extraConfig or []),
         vim.option.OptionValue(key=MARKER_PLAN, value=plan.name),
@@ -111,7 +114,7 @@ def _uploads(
                 url=nfc_lease.device_url(url.url, session.server),
                 name=item.path,
                 size=member.size,
-                chunks=lambda name=item.path: package.read(name),
+                chunks=functools.partial(package.read, item.path),
                 algorithm=digest.algorithm,
                 hexdigest=digest.hexdigest,
                 thumbprint=url.sslThumbprint or None,
@@ -155,5 +158,5 @@ def _send_all(
 
 def _text(fault: Any) -> str:
     if isinstance(fault, vmodl.MethodFault):
-        return fault.msg or type(fault).__name__.rsplit(".", 1)[-1]
+        return fault_msg(fault) or type(fault).__name__.rsplit(".", 1)[-1]
     return getattr(fault, "localizedMessage", None) or str(fault)

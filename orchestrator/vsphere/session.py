@@ -13,6 +13,7 @@ import ssl
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
+from typing import TypeVar
 
 from pyVmomi import SoapStubAdapter, vim, vmodl
 from pyVmomi.SoapAdapter import COOKIE_NAME
@@ -29,6 +30,21 @@ CONNECT_TIMEOUT_S = 15
 
 class VSphereError(Exception):
     """A vSphere fault explained in one line: which server/host, and what to do."""
+
+
+M = TypeVar("M")
+
+
+def required(found: M | None, name: str) -> M:
+    """A ServiceContent manager: pyVmomi's stubs mark each optional; vCenter and ESXi have them all."""
+    if found is None:
+        raise VSphereError(f"the server offers no {name}; vsa-orchestrate needs vCenter or an ESXi host")
+    return found
+
+
+def fault_msg(fault: vmodl.MethodFault) -> str | None:
+    """The fault's optional `msg`, a vmodl.MethodFault property that pyVmomi's stubs leave out."""
+    return getattr(fault, "msg", None)
 
 
 _TRANSIENT = (
@@ -66,7 +82,10 @@ def server_thumbprint(host: str, port: int) -> str:
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as raw,
         context.wrap_socket(raw, server_hostname=host) as tls,
     ):
-        return sha256_thumbprint(tls.getpeercert(binary_form=True))
+        cert = tls.getpeercert(binary_form=True)
+    if cert is None:
+        raise ssl.SSLError(f"{host}:{port} presented no certificate")
+    return sha256_thumbprint(cert)
 
 
 def _ssl_context(plan: Plan) -> ssl.SSLContext:
@@ -106,7 +125,7 @@ class Session:
 
     server: str
     stub: SoapStubAdapter
-    content: vim.ServiceContent
+    content: vim.ServiceInstanceContent
     trust: Trust = field(default_factory=Trust)
 
     @property
@@ -122,7 +141,7 @@ class Session:
 
     def close(self) -> None:
         try:
-            self.content.sessionManager.Logout()
+            required(self.content.sessionManager, "sessionManager").Logout()
         except (vmodl.MethodFault, OSError, http.client.HTTPException):
             log.debug("logout from %s failed; the session expires on its own", self.server)
 
@@ -173,13 +192,13 @@ def connect(plan: Plan, password: str) -> Session:
 
 
 @transient_retry
-def _retrieve_content(stub: SoapStubAdapter) -> vim.ServiceContent:
+def _retrieve_content(stub: SoapStubAdapter) -> vim.ServiceInstanceContent:
     return vim.ServiceInstance("ServiceInstance", stub).RetrieveContent()
 
 
 @transient_retry
-def _login(content: vim.ServiceContent, user: str, password: str) -> None:
-    content.sessionManager.Login(user, password, None)
+def _login(content: vim.ServiceInstanceContent, user: str, password: str) -> None:
+    required(content.sessionManager, "sessionManager").Login(user, password, None)
 
 
 def _unreachable(where: str, err: BaseException) -> str:

@@ -17,7 +17,7 @@ from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
 from orchestrator.vsphere import ova_import, ova_package, storage_vms
 from orchestrator.vsphere.inventory import Inventory, retrieve_one
-from orchestrator.vsphere.session import Session, VSphereError
+from orchestrator.vsphere.session import Session, VSphereError, required
 from orchestrator.vsphere.tasks import run_task
 from orchestrator.vsphere.vm_facts import MARKER_NODE, MARKER_PLAN, vm_fact
 
@@ -47,7 +47,7 @@ def apply(
     plan: Plan,
     inventory: Inventory,
     change: Change,
-    identity: NodeIdentity,
+    identity: NodeIdentity | None,  # None only for a VM the plan no longer lists (delete)
     reporter: Reporter,
 ) -> None:
     params = change.params
@@ -69,6 +69,8 @@ def apply(
         _power_off(old, reporter, change.resource)
         run_task(reporter, f"destroy unfinished {change.resource}", old.Destroy_Task)
     if "clone" in change.steps or "import" in change.steps:
+        if identity is None:  # the vms stage plans an identity for every node it creates
+            raise RuntimeError(f"{change.resource}: no identity for node {params['node']!r}")
         if "clone" in change.steps:
             vm = _clone(session, plan, inventory, params, reporter, change.resource)
         else:
@@ -151,12 +153,12 @@ def _ensure_folder(session: Session, root: Any, path: str) -> Any:
     """Find or create each folder of `path` under the datacenter's VM folder."""
     parent = root
     for part in filter(None, path.split("/")):
-        child = session.content.searchIndex.FindChild(parent, part)
+        child = required(session.content.searchIndex, "searchIndex").FindChild(parent, part)
         if child is None:
             try:
                 child = parent.CreateFolder(part)
             except vim.fault.DuplicateName:
-                child = session.content.searchIndex.FindChild(parent, part)
+                child = required(session.content.searchIndex, "searchIndex").FindChild(parent, part)
         if not isinstance(child, vim.Folder):
             raise VSphereError(f"{part!r} under the VM folder exists but is not a folder; rename it")
         parent = child
@@ -177,6 +179,8 @@ def _edits_for_new_vm(
     obj = retrieve_one(session, vm)
     fact = vm_fact(obj, inventory)
     placement = storage_vms.placement_of(inventory, node)
+    if placement.datastore_id is None:  # the VM was just made on it: gone meanwhile
+        raise VSphereError(f"datastore {node.datastore!r} is no longer on host {node.esxi!r}")
     folder = list_folder(session, reporter, placement.datastore_id, node.datastore, plan.vm_name(node_name))
     resource = f"vm {plan.vm_name(node_name)}"
     edits = storage_vms.vm_edits(plan, node, placement, fact, identity, folder, frozenset(), resource)

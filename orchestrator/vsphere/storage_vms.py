@@ -131,6 +131,8 @@ def needs_source(plan: Plan, facts: VmsFacts) -> bool:
 def observe_ova(plan: Plan) -> OvaSource:
     """Read and verify the plan's OVA (every manifest digest; once per file version)."""
     path = plan.ova_file
+    if path is None:
+        raise ValueError("the plan names no OVA (storage_vm.source.ova)")
     try:
         package = ova_package.open_verified(path)
     except OvaError as err:
@@ -166,9 +168,9 @@ def placement_of(inventory: Inventory, node: StorageNode) -> Placement:
     compute = inventory.by_ref(host.get("parent"))
     datastore = next(
         (
-            inventory.by_ref(ref)
-            for ref in host.get("datastore") or []
-            if inventory.by_ref(ref) and inventory.by_ref(ref).name == node.datastore
+            obj
+            for obj in (inventory.by_ref(ref) for ref in host.get("datastore") or [])
+            if obj and obj.name == node.datastore
         ),
         None,
     )
@@ -326,7 +328,8 @@ def diff_node(
         return None, edits.problems
     if creating:
         source = plan.storage_vm.source
-        made = {"template": base.id} if source.template else {"ova": site.ova.path}
+        ova = site.ova.path if site.ova is not None else None  # read whenever it is the source
+        made = {"template": base.id} if source.template else {"ova": ova}
         return (
             Change(
                 stage=STAGE,
@@ -339,7 +342,7 @@ def diff_node(
                     Attr(
                         "source",
                         None,
-                        f"template {source.template}" if source.template else f"ova {site.ova.path}",
+                        f"template {source.template}" if source.template else f"ova {ova}",
                     ),
                     *edits.attrs,
                 ],
@@ -381,7 +384,7 @@ def diff_node(
             resource=resource,
             attrs=edits.attrs,
             steps=steps,
-            params={"node": node.node, "vm": vm.id, **edits.params},
+            params={"node": node.node, "vm": base.id, **edits.params},
             note=edits.note,
         ),
         [],

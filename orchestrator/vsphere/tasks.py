@@ -9,7 +9,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from orchestrator.progress import Reporter
-from orchestrator.vsphere.session import VSphereError, transient_retry
+from orchestrator.vsphere.session import VSphereError, fault_msg, transient_retry
 
 log = logging.getLogger(__name__)
 
@@ -46,5 +46,5 @@ def run_task(reporter: Reporter, description: str, start: Callable[[], Any]) -> 
 
 def _fault_text(fault: Any) -> str:
     if isinstance(fault, vmodl.MethodFault):
-        return fault.msg or type(fault).__name__.rsplit(".", 1)[-1]
+        return fault_msg(fault) or type(fault).__name__.rsplit(".", 1)[-1]
     return str(fault)

@@ -20,8 +20,8 @@ MARKER_INCOMPLETE = "vsa-orchestrate.incomplete"
 @dataclass(frozen=True)
 class DiskFact:
     key: int
-    controller_key: int
-    unit: int
+    controller_key: int | None
+    unit: int | None
     capacity_kb: int
     file: str
 
@@ -112,8 +112,9 @@ def _nic(device: vim.vm.device.VirtualEthernetCard, inventory: Inventory) -> Nic
     if isinstance(backing, vim.vm.device.VirtualEthernetCard.NetworkBackingInfo):
         network = backing.deviceName
     elif isinstance(backing, vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo):
-        portgroup = inventory.objects.get(backing.port.portgroupKey)
-        network = portgroup.name if portgroup else backing.port.portgroupKey
+        key = backing.port.portgroupKey
+        portgroup = inventory.objects.get(key) if key is not None else None
+        network = portgroup.name if portgroup else key
     return NicFact(
         key=device.key,
         kind=type(device).__name__.rsplit(".", 1)[-1],

@@ -1,13 +1,9 @@
-"""The storage nodes' files, rendered from the example plan, against golden copies.
-
-IET cannot run here (Debian 12 has no IET package): its ietd.conf and
-haresources are checked only as text, against the recipe's shape.
-"""
+"""The storage nodes' files, rendered from the example plan, against golden copies."""
 
 from pathlib import Path
 
 from orchestrator.guest import layout
-from orchestrator.guest.render import Secrets, ietd_conf, lun_serial, node_files, target_resource
+from orchestrator.guest.render import Secrets, lun_serial, node_files
 from orchestrator.plan import load_plan
 from tests.unit.conftest import EXAMPLE_PLAN
 
@@ -19,24 +15,10 @@ DEVICES = {
 SECRETS = Secrets(drbd="DRBDSECRET", heartbeat="HBSECRET", chap="CHAPSECRET")
 
 
-def iet_plan():
-    plan = PLAN.model_copy(update={"target": PLAN.target.model_copy(update={"kind": "iet"})})
-    plan._path = PLAN.path
-    return plan
-
-
 def test_drbd_resource_matches_golden():
     files = node_files(PLAN, SECRETS, DEVICES)
     expected = (GOLDEN / "iscsi.target.0.res").read_text()
     assert files["/etc/drbd.d/iscsi.target.0.res"].content == expected
-
-
-def test_iet_target_definition_and_haresources_match_golden():
-    plan = iet_plan()
-    assert ietd_conf(plan, "CHAPSECRET") == (GOLDEN / "ietd.conf").read_text()
-    haresources = node_files(plan, SECRETS, DEVICES)["/etc/ha.d/haresources"].content
-    assert haresources == (GOLDEN / "haresources.iet").read_text()
-    assert target_resource(plan) == "iscsitarget"
 
 
 def test_one_resource_group_with_the_vip_last():

@@ -196,6 +196,22 @@ def test_unknown_key_in_inline_secret_table(plan_text, write_plan):
     assert "env" in issue.message and "file" in issue.message
 
 
+# ---------------------------------------------------------------- target kinds
+
+
+@pytest.mark.parametrize("kind", ["iet", "tgt"])
+def test_target_kinds_not_built_are_refused(plan_text, write_plan, kind):
+    text = edit(plan_text, 'kind = "lio"', f'kind = "{kind}"')
+    path = write_plan(text)
+    issue = only_issue(path)
+    assert (issue.key, issue.line) == ("target.kind", line_no(text, f'kind = "{kind}"'))
+    assert str(issue) == f'{path}:{issue.line}: target.kind: "{kind}" is not built yet; use "lio"'
+
+
+def test_target_kind_defaults_to_lio(plan_text, write_plan):
+    assert load_plan(write_plan(edit(plan_text, 'kind = "lio"\n', ""))).target.kind == "lio"
+
+
 # ---------------------------------------------------------------- duplicates
 
 

@@ -17,8 +17,8 @@ from pyVmomi import vim
 from orchestrator.cli import main
 from orchestrator.lab import netns
 from orchestrator.lab.commands import write_lab_plan
-from orchestrator.lab.portal import serve_portal
 from orchestrator.lab.simulator import RunningSim, SimInfo, start_simulator
+from tests.vsphere.portal import serve_portal
 from tests.vsphere.small_ova import SmallOva, build_small_ova
 
 

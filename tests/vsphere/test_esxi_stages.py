@@ -1,15 +1,15 @@
 """The ESXi side (iscsi, datastore, cluster) against the simulated vCenter, whose
-iSCSI data path serves the plan's LUN at the VIP (see orchestrator/lab/portal.py)."""
+iSCSI data path serves the plan's LUN at the VIP (see tests/vsphere/portal.py)."""
 
 import pytest
 import requests
 from pyVmomi import vim
 
 from orchestrator.guest.render import lun_naa
-from orchestrator.lab.portal import stop_portal
 from orchestrator.plan import load_plan
 from orchestrator.stages.iscsi import apply as iscsi_apply
 from tests.vsphere.conftest import Site, vsa, wait_task
+from tests.vsphere.portal import stop_portal
 
 IQN = "iqn.2011-08.local.demo:storage.disk.0"
 VIP = "10.11.55.50"

@@ -21,7 +21,7 @@ from orchestrator.stages.iscsi.operations import (
     SetChap,
     SetTargetOptions,
 )
-from orchestrator.vsphere.session import VSphereError, transient_retry
+from orchestrator.vsphere.session import VSphereError, fault_msg, transient_retry
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class _Host:
         try:
             return transient_retry(getattr(self.storage, method))(*args)
         except vim.fault.HostConfigFault as fault:
-            raise VSphereError(f"host {self.name}: {method} failed: {fault.msg}") from None
+            raise VSphereError(f"host {self.name}: {method} failed: {fault_msg(fault)}") from None
 
 
 def _target(portal: Portal) -> Any:

@@ -62,7 +62,9 @@ class SetChap(HostIscsiOperation):
     secret: SecretRef | None
 
     def describe(self) -> str:
-        chap = f"chapRequired as {self.name}, secret {self.secret.name}" if self.name else "chapProhibited"
+        chap = "chapProhibited"
+        if self.name is not None and self.secret is not None:
+            chap = f"chapRequired as {self.name}, secret {self.secret.name}"
         return self._on("UpdateInternetScsiAuthenticationProperties", f", {self.portal}, {chap}")
 
 

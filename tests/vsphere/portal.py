@@ -1,6 +1,7 @@
-"""Until the lab boots real storage VMs, the simulator's iSCSI data path is
-told that a portal answers at the plan's VIP, serving one LUN with the plan's
-IQN, size and CHAP secret (the secret the guest stage will configure)."""
+"""Test scaffolding for tests/vsphere and bench/, not shipped: until the lab boots
+real storage VMs, the simulator's iSCSI data path is told that a portal answers
+at the plan's VIP, serving one LUN with the plan's IQN, size and CHAP secret
+(the secret the guest stage will configure)."""
 
 from pathlib import Path
 
