@@ -94,7 +94,7 @@ def _run(
     stages: list[Stage[Any]],
     payload: dict[str, Any],
 ) -> int:
-    state = StateDir(plan.state_dir, persist=not options.dry_run)
+    state = StateDir(plan.state_dir, persist=False)  # nothing is written before the confirmation
     reporter = Reporter(None if options.json else errors)
     session = None
     if any(stage.needs_vsphere for stage in stages):
@@ -128,6 +128,8 @@ def _run(
         if not options.json:
             render_text(console, changes)
         if not changes:
+            if not options.dry_run:  # a lost state folder is restored from what the site holds
+                state.persist_from_now()
             if not options.json:
                 console.print("No changes: the site matches the plan.")
             return EXIT_OK
@@ -136,6 +138,7 @@ def _run(
                 console.print(f"{len(changes)} change(s) pending (dry run: nothing was changed).")
             return EXIT_PENDING
         _confirm(options, console, len(changes))
+        state.persist_from_now()
         payload["applied"] = _apply_all(ctx, stages, console, options)
         remaining, problems = _plan_all(ctx, stages)
         if remaining or problems:

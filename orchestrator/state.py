@@ -2,7 +2,9 @@
 
 It holds what the orchestrator generates and must not rotate: the storage
 VMs' SSH host keys (and, from the guest stage on, the DRBD, heartbeat and CHAP
-secrets). A dry run generates in memory and writes nothing.
+secrets). Planning generates in memory and writes nothing: a run writes what
+it generated only once the user confirmed (persist_from_now), and a dry run
+never does.
 """
 
 import os
@@ -44,6 +46,15 @@ class StateDir:
             self._write(private_path, key.private_openssh)
             self._write(public_path, key.public_openssh + "\n")
         return key
+
+    def persist_from_now(self) -> None:
+        """Write what planning generated in memory, and from now on every new value
+        as it is generated (the run was confirmed)."""
+        self.persist = True
+        for node in self._generated:
+            self.host_key(node)
+        for name in self._secrets:
+            self.secret(name)
 
     def has_secret(self, name: str) -> bool:
         return (self.path / "secrets" / name).exists()
