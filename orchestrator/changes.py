@@ -87,8 +87,9 @@ class Problem:
         return f"{self.resource}: {self.message}"
 
 
-def render_text(console: Console, changes: list[Change]) -> None:
-    """Terraform-like: one block per resource, + ~ - per attribute."""
+def render_text(console: Console, changes: list[Change], verbose: bool = False) -> None:
+    """Terraform-like: one block per resource, + ~ - per attribute; verbose adds every
+    operation that would run (`describe()` never holds a secret)."""
     for change in changes:
         symbol, colour = SYMBOLS[change.action]
         console.print(Text(f"{symbol} {change.resource}", style=f"bold {colour}"))
@@ -96,6 +97,9 @@ def render_text(console: Console, changes: list[Change]) -> None:
             console.print(_attr_line(attr), highlight=False)
         if change.note:
             console.print(Text(f"    ! {change.note}", style="yellow"))
+        if verbose:
+            for operation in change.operations:
+                console.print(Text(f"      > {operation.describe()}", style="dim"), highlight=False)
 
 
 def render_problems(errors: Console, problems: list[Problem]) -> None:

@@ -41,6 +41,12 @@ def _plan_parser() -> argparse.ArgumentParser:
     parser.add_argument("--yes", "-y", action="store_true", help="apply without asking")
     parser.add_argument("--json", action="store_true", help="print the diff and result as JSON")
     parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="under each change, list every operation that would run (vSphere method or node command)",
+    )
+    parser.add_argument(
         "--only",
         type=_stage_list,
         default=list(STAGE_ORDER),
@@ -101,6 +107,7 @@ def _main(argv: list[str]) -> int:
         dry_run=args.dry_run,
         yes=args.yes,
         json=args.json,
+        verbose=args.verbose,
         only=args.only,
         allow_destroy=frozenset(node for value in args.allow_destroy for node in value.split(",") if node),
     )

@@ -36,6 +36,7 @@ class Options:
     dry_run: bool = False
     yes: bool = False
     json: bool = False
+    verbose: bool = False
     only: list[str] = field(default_factory=lambda: list(STAGE_ORDER))
     allow_destroy: frozenset[str] = frozenset()
 
@@ -126,7 +127,7 @@ def _run(
                 errors.print(f"Nothing was changed: {len(problems)} problem(s) to fix first.")
             return EXIT_ERROR
         if not options.json:
-            render_text(console, changes)
+            render_text(console, changes, options.verbose)
         if not changes:
             if not options.dry_run:  # a lost state folder is restored from what the site holds
                 state.persist_from_now()

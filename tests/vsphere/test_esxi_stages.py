@@ -74,6 +74,22 @@ def test_dry_run_on_empty_site_shows_every_esxi_change(site: Site, capsys):
     assert portal(site)["sessions"] == []
 
 
+def test_verbose_dry_run_lists_every_operation_without_a_secret(site: Site, capsys):
+    site.info.reset_calls()
+    assert vsa(site.plan, "--dry-run", "--verbose") == 2
+    out = capsys.readouterr().out
+    for host in HOSTS:
+        assert f"> host {host}: HostStorageSystem.UpdateSoftwareInternetScsiEnabled(true)" in out
+        assert (
+            f"> host {host}: HostStorageSystem.AddInternetScsiSendTargets(<software adapter>, {VIP}:3260)"
+            in out
+        )
+    assert "chapRequired as vsa, secret chap" in out  # the secret by its name in the state folder
+    assert site.tasks_since_reset() == {}
+    quiet = vsa(site.plan, "--dry-run")
+    assert quiet == 2 and "> host" not in capsys.readouterr().out
+
+
 def test_full_apply_builds_the_esxi_side(deployed: Site):
     site = deployed
     naa = lun_naa(load_plan(site.plan))
