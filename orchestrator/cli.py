@@ -1,5 +1,5 @@
-"""Command line: `vsa-orchestrate PLAN [options]`, `vsa-orchestrate status PLAN [--json]`
-and `vsa-orchestrate lab up|down`.
+"""Command line: `vsa-orchestrate PLAN [options]`, `vsa-orchestrate apply SAVED [options]`,
+`vsa-orchestrate status PLAN [--json]` and `vsa-orchestrate lab up|down`.
 
 Exit codes: 0 done / nothing to do, 1 error (nothing half-applied by a
 refusal), 2 changes pending (dry run), 130 interrupted (Ctrl-C; one line, no traceback).
@@ -13,6 +13,7 @@ from orchestrator.engine import EXIT_ERROR, EXIT_OK, Options, run
 from orchestrator.logs import REDACTOR, close_log, open_log
 from orchestrator.output import error_line, make_console, warn_if_insecure
 from orchestrator.plan import PlanError, load_plan
+from orchestrator.saved_plan import SavedPlan, SavedPlanError, read_saved
 from orchestrator.stages.contract import STAGE_ORDER
 
 
@@ -30,12 +31,19 @@ def _plan_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vsa-orchestrate",
         description="Make a site match the plan: storage VMs, DRBD/heartbeat, iSCSI, VMFS, HA. "
-        "Other commands: `vsa-orchestrate status PLAN [--json]`, `vsa-orchestrate lab up|down|status`, "
+        "Other commands: `vsa-orchestrate apply SAVED` (a plan saved with --dry-run --out), "
+        "`vsa-orchestrate status PLAN [--json]`, `vsa-orchestrate lab up|down|status`, "
         "`vsa-orchestrate appliance build`.",
     )
     parser.add_argument("plan", type=Path, help="the plan file (plan.toml)")
     parser.add_argument(
         "--dry-run", action="store_true", help="show the diff; change nothing (exit 2 if changes are pending)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="with --dry-run: save the plan (changes, operations, fingerprints; no secret) for `apply FILE`",
     )
     parser.add_argument("--check", action="store_true", help="validate the plan only; connect to nothing")
     parser.add_argument("--yes", "-y", action="store_true", help="apply without asking")
@@ -60,6 +68,20 @@ def _plan_parser() -> argparse.ArgumentParser:
         metavar="NODE",
         help="allow replacing or deleting the named node's data disks or VM (repeatable)",
     )
+    parser.add_argument("--log", type=Path, help="log file (default: <plan>.state/run.log)")
+    return parser
+
+
+def _apply_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vsa-orchestrate apply",
+        description="Apply exactly a plan saved with `vsa-orchestrate PLAN --dry-run --out FILE`; refused "
+        "(nothing applied) when the site or the plan file changed since.",
+    )
+    parser.add_argument("saved", type=Path, help="the saved plan file")
+    parser.add_argument("--yes", "-y", action="store_true", help="apply without asking")
+    parser.add_argument("--json", action="store_true", help="print the diff and result as JSON")
+    parser.add_argument("--verbose", "-v", action="store_true", help="list every operation under its change")
     parser.add_argument("--log", type=Path, help="log file (default: <plan>.state/run.log)")
     return parser
 
@@ -89,9 +111,23 @@ def _main(argv: list[str]) -> int:
         from orchestrator.appliance.commands import appliance_main
 
         return appliance_main(argv[1:])
-    args = _plan_parser().parse_args(argv)
+    saved: SavedPlan | None = None
     console = make_console()
     errors = make_console(stderr=True)
+    if argv and argv[0] == "apply":
+        args = _apply_parser().parse_args(argv[1:])
+        try:
+            saved = read_saved(args.saved)
+        except SavedPlanError as err:
+            errors.print(error_line(err))
+            return EXIT_ERROR
+        args.plan, args.dry_run, args.check, args.out = saved.plan_file, False, False, None
+        args.only, args.allow_destroy = list(saved.only), list(saved.allow_destroy)
+    else:
+        args = _plan_parser().parse_args(argv)
+        if args.out is not None and not args.dry_run:
+            errors.print(error_line("--out saves a plan without applying it: use it with --dry-run"))
+            return EXIT_ERROR
     try:
         plan = load_plan(args.plan)
     except PlanError as err:
@@ -110,6 +146,8 @@ def _main(argv: list[str]) -> int:
         verbose=args.verbose,
         only=args.only,
         allow_destroy=frozenset(node for value in args.allow_destroy for node in value.split(",") if node),
+        out=args.out,
+        saved=saved,
     )
     try:
         return run(plan, options, console, errors, REDACTOR)

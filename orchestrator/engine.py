@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from http.client import HTTPException
+from pathlib import Path
 from typing import Any
 
 from pyVmomi import vmodl
@@ -21,6 +22,7 @@ from orchestrator.logs import Redactor
 from orchestrator.output import error_line
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
+from orchestrator.saved_plan import SavedPlan, SavedPlanError, stale, write_saved
 from orchestrator.stages import STAGES, missing_hosts
 from orchestrator.stages.contract import STAGE_ORDER, RunContext, Stage
 from orchestrator.state import StateDir
@@ -39,6 +41,8 @@ class Options:
     verbose: bool = False
     only: list[str] = field(default_factory=lambda: list(STAGE_ORDER))
     allow_destroy: frozenset[str] = frozenset()
+    out: Path | None = None  # with dry_run: save the plan there (saved_plan.py)
+    saved: SavedPlan | None = None  # apply exactly this saved plan
 
 
 class RunError(Exception):
@@ -46,7 +50,16 @@ class RunError(Exception):
 
 
 # Faults a command reports as one line (one_line), never as a traceback.
-RUN_ERRORS = (RunError, VSphereError, GuestError, ValueError, vmodl.MethodFault, OSError, HTTPException)
+RUN_ERRORS = (
+    RunError,
+    SavedPlanError,
+    VSphereError,
+    GuestError,
+    ValueError,
+    vmodl.MethodFault,
+    OSError,
+    HTTPException,
+)
 
 
 def run(
@@ -126,8 +139,26 @@ def _run(
                 render_problems(errors, problems)
                 errors.print(f"Nothing was changed: {len(problems)} problem(s) to fix first.")
             return EXIT_ERROR
+        if options.saved is not None:
+            outdated = stale(list(options.saved.changes), changes)
+            if outdated:
+                payload["changes"] = []
+                payload["stale"] = outdated
+                if not options.json:
+                    for line in outdated:
+                        errors.print(error_line(line))
+                    errors.print(
+                        f"Nothing was changed: the site changed since {options.saved.path} was saved; "
+                        "make a new plan with --dry-run --out"
+                    )
+                return EXIT_ERROR
         if not options.json:
             render_text(console, changes, options.verbose)
+        if options.out is not None:
+            write_saved(options.out, plan.path, list(ctx.stages), options.allow_destroy, changes)
+            if not options.json:
+                how = f"`vsa-orchestrate apply {options.out}`"
+                console.print(f"Saved the plan to {options.out}; apply exactly it with {how}.")
         if not changes:
             if not options.dry_run:  # a lost state folder is restored from what the site holds
                 state.persist_from_now()
@@ -175,24 +206,37 @@ def _apply_all(
 ) -> list[dict[str, Any]]:
     applied = []
     ctx.applying = True
+    changed = False  # whether an earlier stage of this run applied anything
     try:
         for index, stage in enumerate(stages):
-            applied += _apply_stage(ctx, stage, index, console, options)
+            done = _apply_stage(ctx, stage, index, console, options, changed)
+            changed = changed or bool(done)
+            applied += done
     finally:
         ctx.applying = False
     return applied
 
 
 def _apply_stage(
-    ctx: RunContext, stage: Stage[Any], index: int, console: Console, options: Options
+    ctx: RunContext, stage: Stage[Any], index: int, console: Console, options: Options, changed: bool
 ) -> list[dict[str, Any]]:
-    """Observe the stage again (earlier stages changed the site) and apply its changes."""
+    """Observe the stage again (earlier stages changed the site) and apply its changes.
+
+    A saved plan's stage is applied only as saved while no earlier stage of this run
+    changed anything; after one did, the stage applies what it depends on (e.g. the
+    LUN's naa once the guest stage serves it), as every confirmed run does."""
     if index:
         ctx.refresh()
     began = time.monotonic()
     changes, problems = stage.diff(ctx, stage.observe(ctx))
     if problems:
         raise RunError("; ".join(map(str, problems)))
+    if options.saved is not None and not changed:
+        outdated = stale(options.saved.of_stage(stage.name), changes)
+        if outdated:
+            raise RunError(
+                f"stage {stage.name}: the site changed while applying the saved plan: {outdated[0]}"
+            )
     applied = []
     for change in changes:
         log.info("applying %s %s: %s", change.action, change.resource, change.steps)
