@@ -18,10 +18,10 @@ from orchestrator.lab.iscsi_probe import probe
 from orchestrator.lab.simulator import LabError
 from orchestrator.plan import ISCSI_PORT, Plan, load_plan
 from orchestrator.progress import Reporter
+from orchestrator.stages.vms import diff as storage_vms
 from orchestrator.state import StateDir
 from orchestrator.status import render
 from orchestrator.status.command import observe
-from orchestrator.vsphere import storage_vms
 from orchestrator.vsphere.session import connect, required
 from orchestrator.vsphere.tasks import run_task
 

@@ -16,17 +16,11 @@ from orchestrator.identity import node_identity, ssh_public_key
 from orchestrator.plan import Plan
 from orchestrator.stages.contract import RunContext, Stage
 from orchestrator.stages.iscsi.stage import IscsiStage
+from orchestrator.stages.vms import apply as storage_vm_apply
+from orchestrator.stages.vms import autostart, guest_liveness
+from orchestrator.stages.vms import diff as storage_vms
 from orchestrator.state import HostKey
-from orchestrator.vsphere import (
-    autostart,
-    cluster,
-    cluster_apply,
-    datastore,
-    datastore_apply,
-    guest_liveness,
-    storage_vm_apply,
-    storage_vms,
-)
+from orchestrator.vsphere import cluster, cluster_apply, datastore, datastore_apply
 from orchestrator.vsphere.inventory import Inventory
 from orchestrator.vsphere.vm_facts import VmFact
 

@@ -14,8 +14,8 @@ from orchestrator.identity import NodeIdentity
 from orchestrator.logs import Redactor
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
+from orchestrator.stages.vms import diff as storage_vms
 from orchestrator.state import HostKey, StateDir
-from orchestrator.vsphere import storage_vms
 from orchestrator.vsphere.inventory import Inventory, take_snapshot
 from orchestrator.vsphere.session import Session
 

@@ -15,10 +15,10 @@ from orchestrator.guest.render import lun_serial, naa_from_serial
 from orchestrator.output import error_line, make_console, warn_if_insecure
 from orchestrator.plan import Plan, PlanError, load_plan
 from orchestrator.stages import deployed_host_key
+from orchestrator.stages.vms import diff as storage_vms
 from orchestrator.state import StateDir
 from orchestrator.status import health, nodes, render, vsphere_view
 from orchestrator.status.model import Expected, NodeView, SiteStatus
-from orchestrator.vsphere import storage_vms
 from orchestrator.vsphere.inventory import take_snapshot
 from orchestrator.vsphere.session import connect
 

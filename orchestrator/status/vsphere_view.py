@@ -11,8 +11,9 @@ from pyVmomi import vim
 
 from orchestrator.plan import ISCSI_PORT, Plan
 from orchestrator.stages.iscsi import facts as iscsi
+from orchestrator.stages.vms import diff as storage_vms
 from orchestrator.status.model import ClusterView, DatastoreView, HostView, PathView
-from orchestrator.vsphere import cluster, datastore, storage_vms
+from orchestrator.vsphere import cluster, datastore
 from orchestrator.vsphere.inventory import Inventory
 from orchestrator.vsphere.vm_facts import VmFact
 

@@ -10,10 +10,10 @@ from rich.console import Console
 from orchestrator.changes import render_text
 from orchestrator.plan import load_plan
 from orchestrator.progress import Reporter
+from orchestrator.stages.vms import guest_liveness
+from orchestrator.stages.vms.diff import NodeFacts, Placement, VmsFacts
+from orchestrator.stages.vms.guest_liveness import Silence, decide, serving_gap
 from orchestrator.status.model import DrbdView, NodeView
-from orchestrator.vsphere import guest_liveness
-from orchestrator.vsphere.guest_liveness import Silence, decide, serving_gap
-from orchestrator.vsphere.storage_vms import NodeFacts, Placement, VmsFacts
 from orchestrator.vsphere.vm_facts import MARKER_PLAN, VmFact
 from tests.unit.conftest import EXAMPLE_PLAN
 

@@ -11,9 +11,10 @@ from orchestrator.appliance import recipe
 from orchestrator.changes import Attr, render_text
 from orchestrator.identity import nic_mac, node_identity
 from orchestrator.plan import Plan, load_plan
+from orchestrator.stages.vms import diff as storage_vms
+from orchestrator.stages.vms.diff import KB_PER_GB, NodeFacts, Placement, VmsFacts
 from orchestrator.state import new_ed25519_key
-from orchestrator.vsphere import ova_package, storage_vms
-from orchestrator.vsphere.storage_vms import KB_PER_GB, NodeFacts, Placement, VmsFacts
+from orchestrator.vsphere import ova_package
 from orchestrator.vsphere.vm_facts import (
     MARKER_INCOMPLETE,
     MARKER_NODE,

@@ -15,7 +15,8 @@ from orchestrator.changes import Change
 from orchestrator.identity import NIC_ROLES, NodeIdentity
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
-from orchestrator.vsphere import ova_import, ova_package, storage_vms
+from orchestrator.stages.vms import diff as storage_vms
+from orchestrator.vsphere import ova_import, ova_package
 from orchestrator.vsphere.inventory import Inventory, retrieve_one
 from orchestrator.vsphere.session import Session, VSphereError, required
 from orchestrator.vsphere.tasks import run_task

@@ -29,10 +29,10 @@ from orchestrator.changes import Attr, Change, Problem
 from orchestrator.guest.ssh import GuestError
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
+from orchestrator.stages.vms.diff import STAGE, VmsFacts
 from orchestrator.state import HostKey
 from orchestrator.status.model import NodeView
 from orchestrator.status.nodes import observe_nodes
-from orchestrator.vsphere.storage_vms import STAGE, VmsFacts
 from orchestrator.vsphere.vm_facts import VmFact
 
 log = logging.getLogger(__name__)
