@@ -1,7 +1,9 @@
-"""Executor of the `vms` stage: turns a Change's steps and data into vSphere tasks.
+"""Executor of the `vms` stage: one handler per operation type, each a vSphere task.
 
 A new VM is cloned (template) or imported (OVA, ova_import.py), then re-read
-and reconfigured with the edits computed against itself, then powered on.
+and reconfigured with the edits computed against itself (ConfigureNewVm),
+then powered on. DestroyVm and ResetVm re-read, right before the task, the
+fact the diff allowed them by, and refuse with one line if it changed.
 """
 
 import logging
@@ -9,16 +11,38 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 from orchestrator.changes import Change
-from orchestrator.identity import NIC_ROLES, NodeIdentity
-from orchestrator.plan import Plan
+from orchestrator.executors import VSPHERE, run_operations
+from orchestrator.identity import NIC_ROLES
 from orchestrator.progress import Reporter
-from orchestrator.stages.vms import diff as storage_vms
+from orchestrator.stages.contract import RunContext
+from orchestrator.stages.vms import diff, facts, guest_liveness
+from orchestrator.stages.vms.autostart import WANTED
+from orchestrator.stages.vms.operations import (
+    AddController,
+    AddDisk,
+    AddNic,
+    CloneVm,
+    ConfigureNewVm,
+    DestroyVm,
+    DeviceEdit,
+    EnsureVmFolder,
+    GrowDisk,
+    ImportVmFromOva,
+    PowerOnVm,
+    ReconfigureVm,
+    RemoveDisk,
+    RemoveNic,
+    ResetVm,
+    SetAutostart,
+    ShutdownGuest,
+    Target,
+)
 from orchestrator.vsphere import ova_import, ova_package
-from orchestrator.vsphere.inventory import Inventory, retrieve_one
-from orchestrator.vsphere.session import Session, VSphereError, required
+from orchestrator.vsphere.inventory import retrieve_one
+from orchestrator.vsphere.session import Session, VSphereError, required, transient_retry
 from orchestrator.vsphere.tasks import run_task
 from orchestrator.vsphere.vm_facts import MARKER_NODE, MARKER_PLAN, vm_fact
 
@@ -29,80 +53,85 @@ NEW_CONTROLLER_KEY = -100
 Device = vim.vm.device
 
 
-def list_folder(
-    session: Session, reporter: Reporter, datastore_id: str, datastore: str, folder: str
-) -> frozenset[str]:
-    """Names of the .vmdk files in "[datastore] folder" (empty if the folder is gone)."""
-    ref = vim.Datastore(datastore_id, session.stub)
-    spec = vim.host.DatastoreBrowser.SearchSpec(matchPattern=["*.vmdk"])
-    path = f"[{datastore}] {folder}"
+def _vm(ctx: RunContext, vm: str) -> Any:
+    return vim.VirtualMachine(vm, ctx.vsphere.stub)
+
+
+def _by_name(ctx: RunContext, name: str) -> Any:
+    """A VM of our folder by its name (one this change made)."""
+    folder = ctx.snapshot.vm_folder
+    found = None
+    if folder is not None:
+        found = required(ctx.vsphere.content.searchIndex, "searchIndex").FindChild(folder, name)
+    if not isinstance(found, vim.VirtualMachine):
+        raise VSphereError(f"vm {name}: not found in the plan's VM folder after creating it; rerun")
+    return found
+
+
+@VSPHERE.handles(EnsureVmFolder)
+def ensure_vm_folder(op: EnsureVmFolder, ctx: RunContext) -> None:
+    _our_folder(ctx, op.path)
+
+
+def _our_folder(ctx: RunContext, path: str) -> Any:
+    """The plan's VM folder, created on first use."""
+    inventory = ctx.snapshot
+    if inventory.vm_folder is None:
+        inventory.vm_folder = _ensure_folder(ctx.vsphere, inventory.root_vm_folder, path)
+    return inventory.vm_folder
+
+
+@VSPHERE.handles(DestroyVm)
+def destroy_vm(op: DestroyVm, ctx: RunContext) -> None:
+    resource = f"vm {op.name}"
+    vm = _vm(ctx, op.vm)
+    _recheck_destroy(ctx, op, vm)
+    _power_off(vm, ctx.reporter, resource)
+    run_task(ctx.reporter, f"destroy {'unfinished ' if op.unfinished else ''}{resource}", vm.Destroy_Task)
+
+
+def _recheck_destroy(ctx: RunContext, op: DestroyVm, vm: Any) -> None:
+    """Right before destroying: still ours, still the same node, and (an unfinished
+    import) still marked incomplete and holding no data disk."""
     try:
-        result = run_task(reporter, f"list {path}", lambda: ref.browser.SearchDatastore_Task(path, spec))
-    except VSphereError:
-        return frozenset()
-    return frozenset(item.path for item in result.file or [])
+        fact = vm_fact(retrieve_one(ctx.vsphere, vm), ctx.snapshot)
+    except (KeyError, vmodl.fault.ManagedObjectNotFound):
+        raise VSphereError(f"vm {op.name}: not destroyed: {op.vm} is gone meanwhile; rerun") from None
+    if fact.owner != op.plan or fact.extra.get(MARKER_NODE, fact.name) != op.node:
+        raise VSphereError(
+            f"vm {op.name}: not destroyed: it is no longer marked as node {op.node} of plan {op.plan}; rerun"
+        )
+    if op.unfinished and (not fact.incomplete or facts.holds_data_disk(fact)):
+        raise VSphereError(
+            f"vm {op.name}: not destroyed: it is no longer an unfinished import without data disks; rerun"
+        )
 
 
-def apply(
-    session: Session,
-    plan: Plan,
-    inventory: Inventory,
-    change: Change,
-    identity: NodeIdentity | None,  # None only for a VM the plan no longer lists (delete)
-    reporter: Reporter,
-) -> None:
-    params = change.params
-    if change.action == "delete":
-        vm = vim.VirtualMachine(params["vm"], session.stub)
-        _power_off(vm, reporter, change.resource)
-        run_task(reporter, f"destroy {change.resource}", vm.Destroy_Task)
-        return
-    if "reset" in change.steps:  # a powered-on VM whose guest does not answer (guest_liveness)
-        vm = vim.VirtualMachine(params["vm"], session.stub)
-        if vm.runtime.powerState == "poweredOn":
-            run_task(reporter, f"reset {change.resource}", vm.ResetVM_Task)
-        else:  # its process died meanwhile: vSphere shows it off
-            run_task(reporter, f"power on {change.resource}", vm.PowerOnVM_Task)
-        return
-    placement = params["placement"]
-    if "destroy" in change.steps:  # replace: an unfinished import (no data disk) goes first
-        old = vim.VirtualMachine(params["replaces"], session.stub)
-        _power_off(old, reporter, change.resource)
-        run_task(reporter, f"destroy unfinished {change.resource}", old.Destroy_Task)
-    if "clone" in change.steps or "import" in change.steps:
-        if identity is None:  # the vms stage plans an identity for every node it creates
-            raise RuntimeError(f"{change.resource}: no identity for node {params['node']!r}")
-        if "clone" in change.steps:
-            vm = _clone(session, plan, inventory, params, reporter, change.resource)
-        else:
-            vm = _import(session, plan, inventory, params, reporter, change.resource)
-        params = _edits_for_new_vm(session, plan, inventory, vm, params["node"], identity, reporter)
-    else:
-        vm = vim.VirtualMachine(params["vm"], session.stub)
-    if "shutdown" in change.steps:
-        _shutdown(vm, reporter, change.resource)
-    if params["devices"] or params["config"]:
-        spec = _config_spec(vm, params, placement)
-        run_task(reporter, f"reconfigure {change.resource}", lambda: vm.ReconfigVM_Task(spec))
-    if "power_on" in change.steps and vm.runtime.powerState != "poweredOn":
-        run_task(reporter, f"power on {change.resource}", vm.PowerOnVM_Task)
+@VSPHERE.handles(ResetVm)
+def reset_vm(op: ResetVm, ctx: RunContext) -> None:
+    """A powered-on VM whose guest does not answer (guest_liveness), once its peer still serves."""
+    guest_liveness.recheck(ctx.plan, op, ctx.host_keys)
+    vm = _vm(ctx, op.vm)
+    if vm.runtime.powerState == "poweredOn":
+        run_task(ctx.reporter, f"reset vm {op.name}", vm.ResetVM_Task)
+    else:  # its process died meanwhile: vSphere shows it off
+        run_task(ctx.reporter, f"power on vm {op.name}", vm.PowerOnVM_Task)
 
 
-def _clone(
-    session: Session,
-    plan: Plan,
-    inventory: Inventory,
-    params: dict[str, Any],
-    reporter: Reporter,
-    resource: str,
-) -> Any:
-    placement = params["placement"]
-    template = vim.VirtualMachine(params["template"], session.stub)
+def _placement(target: Target) -> dict[str, Any]:
+    """ova_import's placement argument."""
+    return {"host": target.host, "pool": target.pool, "datastore": target.datastore}
+
+
+@VSPHERE.handles(CloneVm)
+def clone_vm(op: CloneVm, ctx: RunContext) -> None:
+    stub = ctx.vsphere.stub
+    template = _vm(ctx, op.template)
     spec = vim.vm.CloneSpec(
         location=vim.vm.RelocateSpec(
-            host=vim.HostSystem(placement["host"], session.stub),
-            pool=vim.ResourcePool(placement["pool"], session.stub),
-            datastore=vim.Datastore(placement["datastore"], session.stub),
+            host=vim.HostSystem(op.target.host, stub),
+            pool=vim.ResourcePool(op.target.pool, stub),
+            datastore=vim.Datastore(op.target.datastore, stub),
         ),
         powerOn=False,
         template=False,
@@ -110,44 +139,103 @@ def _clone(
         # leave a same-named VM that the next run refuses to touch.
         config=vim.vm.ConfigSpec(
             extraConfig=[
-                vim.option.OptionValue(key=MARKER_PLAN, value=plan.name),
-                vim.option.OptionValue(key=MARKER_NODE, value=params["node"]),
+                vim.option.OptionValue(key=MARKER_PLAN, value=ctx.plan.name),
+                vim.option.OptionValue(key=MARKER_NODE, value=op.node),
             ]
         ),
     )
-    name = plan.vm_name(params["node"])
-    folder = _our_folder(session, plan, inventory)
-    return run_task(reporter, f"clone {resource}", lambda: template.CloneVM_Task(folder, name, spec))
+    folder = _our_folder(ctx, facts.vm_folder(ctx.plan, ctx.vsphere.esxi))
+    run_task(ctx.reporter, f"clone vm {op.name}", lambda: template.CloneVM_Task(folder, op.name, spec))
 
 
-def _our_folder(session: Session, plan: Plan, inventory: Inventory) -> Any:
-    """The plan's VM folder, created on first use."""
-    if inventory.vm_folder is None:
-        folder = storage_vms.vm_folder(plan, session.esxi)
-        inventory.vm_folder = _ensure_folder(session, inventory.root_vm_folder, folder)
-    return inventory.vm_folder
-
-
-def _import(
-    session: Session,
-    plan: Plan,
-    inventory: Inventory,
-    params: dict[str, Any],
-    reporter: Reporter,
-    resource: str,
-) -> Any:
+@VSPHERE.handles(ImportVmFromOva)
+def import_vm_from_ova(op: ImportVmFromOva, ctx: RunContext) -> None:
     # Verified at plan time; the digests are checked again as the bytes are sent.
-    package = ova_package.open_verified(Path(params["ova"]))
-    return ova_import.import_vm(
-        session,
-        plan,
+    package = ova_package.open_verified(Path(op.ova))
+    ova_import.import_vm(
+        ctx.vsphere,
+        ctx.plan,
         package,
-        params["node"],
-        params["placement"],
-        _our_folder(session, plan, inventory),
-        reporter,
-        resource,
+        op.node,
+        _placement(op.target),
+        _our_folder(ctx, facts.vm_folder(ctx.plan, ctx.vsphere.esxi)),
+        ctx.reporter,
+        f"vm {op.name}",
     )
+
+
+@VSPHERE.handles(ConfigureNewVm)
+def configure_new_vm(op: ConfigureNewVm, ctx: RunContext) -> None:
+    """Recompute the edits against the new VM itself (its device keys are its own)."""
+    session, plan = ctx.vsphere, ctx.plan
+    node = next(node for node in plan.storage_nodes if node.node == op.node)
+    identity = ctx.identities.get(op.node)
+    if identity is None:  # the vms stage plans an identity for every node it creates
+        raise RuntimeError(f"vm {op.name}: no identity for node {op.node!r}")
+    vm = _by_name(ctx, op.name)
+    fact = vm_fact(retrieve_one(session, vm), ctx.snapshot)
+    placement = facts.placement_of(ctx.snapshot, node)
+    if placement.datastore_id is None:  # the VM was just made on it: gone meanwhile
+        raise VSphereError(f"datastore {node.datastore!r} is no longer on host {node.esxi!r}")
+    resource = f"vm {op.name}"
+    problems = diff.placement_problems(plan, node, placement, resource)
+    if problems:
+        raise VSphereError("; ".join(str(problem) for problem in problems))
+    folder = facts.list_folder(session, ctx.reporter, placement.datastore_id, node.datastore, op.name)
+    edits = diff.vm_edits(plan, node, placement, fact, identity, folder, frozenset(), resource)
+    if edits.problems:
+        raise VSphereError("; ".join(str(problem) for problem in edits.problems))
+    if reconfigure := edits.reconfigure(op.node, op.name, vm._moId):
+        reconfigure_vm(reconfigure, ctx)
+
+
+@VSPHERE.handles(ShutdownGuest)
+def shutdown_guest(op: ShutdownGuest, ctx: RunContext) -> None:
+    _shutdown(_vm(ctx, op.vm), ctx.reporter, f"vm {op.name}")
+
+
+@VSPHERE.handles(ReconfigureVm)
+def reconfigure_vm(op: ReconfigureVm, ctx: RunContext) -> None:
+    vm = _vm(ctx, op.vm)
+    spec = _config_spec(ctx, vm, op)
+    run_task(ctx.reporter, f"reconfigure vm {op.name}", lambda: vm.ReconfigVM_Task(spec))
+
+
+@VSPHERE.handles(PowerOnVm)
+def power_on_vm(op: PowerOnVm, ctx: RunContext) -> None:
+    vm = _by_name(ctx, op.name) if op.vm is None else _vm(ctx, op.vm)
+    if vm.runtime.powerState != "poweredOn":
+        run_task(ctx.reporter, f"power on vm {op.name}", vm.PowerOnVM_Task)
+
+
+@VSPHERE.handles(SetAutostart)
+def set_autostart(op: SetAutostart, ctx: RunContext) -> None:
+    folder = ctx.snapshot.vm_folder
+    if folder is None:  # the VM is in it, so the folder exists
+        raise VSphereError(f"no VM folder for {op.vm_name}; rerun")
+    vm = required(ctx.vsphere.content.searchIndex, "searchIndex").FindChild(folder, op.vm_name)
+    start, order, stop = WANTED
+    spec = vim.host.AutoStartManager.Config(
+        defaults=vim.host.AutoStartManager.SystemDefaults(enabled=True),
+        powerInfo=[
+            vim.host.AutoStartManager.AutoPowerInfo(
+                key=vm,
+                startAction=start,
+                startOrder=order,
+                startDelay=-1,
+                stopAction=stop,
+                stopDelay=-1,
+                waitForHeartbeat="systemDefault",
+            )
+        ],
+    )
+    manager: Any = vim.host.AutoStartManager(op.manager, ctx.vsphere.stub)
+    with ctx.reporter.task(f"host {op.host} autostart: {op.vm_name} starts with the host"):
+        transient_retry(manager.ReconfigureAutostart)(spec)
+
+
+def apply(ctx: RunContext, change: Change) -> None:
+    run_operations(ctx, change)
 
 
 def _ensure_folder(session: Session, root: Any, path: str) -> Any:
@@ -166,120 +254,100 @@ def _ensure_folder(session: Session, root: Any, path: str) -> Any:
     return parent
 
 
-def _edits_for_new_vm(
-    session: Session,
-    plan: Plan,
-    inventory: Inventory,
-    vm: Any,
-    node_name: str,
-    identity: NodeIdentity,
-    reporter: Reporter,
-) -> dict[str, Any]:
-    """Recompute the device edits against the clone itself (its device keys are its own)."""
-    node = next(node for node in plan.storage_nodes if node.node == node_name)
-    obj = retrieve_one(session, vm)
-    fact = vm_fact(obj, inventory)
-    placement = storage_vms.placement_of(inventory, node)
-    if placement.datastore_id is None:  # the VM was just made on it: gone meanwhile
-        raise VSphereError(f"datastore {node.datastore!r} is no longer on host {node.esxi!r}")
-    folder = list_folder(session, reporter, placement.datastore_id, node.datastore, plan.vm_name(node_name))
-    resource = f"vm {plan.vm_name(node_name)}"
-    edits = storage_vms.vm_edits(plan, node, placement, fact, identity, folder, frozenset(), resource)
-    if edits.problems:
-        raise VSphereError("; ".join(str(problem) for problem in edits.problems))
-    return edits.params
-
-
-def _config_spec(vm: Any, params: dict[str, Any], placement: dict[str, Any]) -> Any:
-    config = params["config"]
-    spec = vim.vm.ConfigSpec()
-    if "numCPUs" in config:
-        spec.numCPUs = config["numCPUs"]
-    if "memoryMB" in config:
-        spec.memoryMB = config["memoryMB"]
-    if "annotation" in config:
-        spec.annotation = config["annotation"]
-    if "extraConfig" in config:
-        spec.extraConfig = [vim.option.OptionValue(key=k, value=v) for k, v in config["extraConfig"].items()]
-    if params["devices"]:
+def _config_spec(ctx: RunContext, vm: Any, op: ReconfigureVm) -> Any:
+    spec: Any = vim.vm.ConfigSpec()
+    if op.cpus is not None:
+        spec.numCPUs = op.cpus
+    if op.memory_mb is not None:
+        spec.memoryMB = op.memory_mb
+    if op.annotation is not None:
+        spec.annotation = op.annotation
+    if op.extra_config:
+        spec.extraConfig = [
+            vim.option.OptionValue(key=extra.key, value=_extra_value(ctx, op, extra.key, extra.value))
+            for extra in op.extra_config
+        ]
+    if op.devices:
         current = {device.key: device for device in vm.config.hardware.device}
         controller_key = next(
             (
                 device.key
                 for device in current.values()
-                if isinstance(device, Device.ParaVirtualSCSIController)
-                and device.busNumber == storage_vms.DATA_BUS
+                if isinstance(device, Device.ParaVirtualSCSIController) and device.busNumber == facts.DATA_BUS
             ),
             NEW_CONTROLLER_KEY,
         )
-        spec.deviceChange = [
-            _device_spec(op, current, controller_key, placement, vm._stub) for op in params["devices"]
-        ]
+        spec.deviceChange = [_device_spec(edit, current, controller_key, vm._stub) for edit in op.devices]
     return spec
 
 
-def _device_spec(
-    op: dict[str, Any], current: dict[int, Any], controller_key: int, placement: dict[str, Any], stub: Any
-) -> Any:
+def _extra_value(ctx: RunContext, op: ReconfigureVm, key: str, value: str | None) -> str:
+    """A value the operation holds, or (secret-bearing) the node identity's."""
+    if value is not None:
+        return value
+    identity = ctx.identities.get(op.node)
+    if identity is None or key not in identity.guestinfo():
+        raise RuntimeError(f"vm {op.name}: no identity value for {key} of node {op.node!r}")
+    return identity.guestinfo()[key]
+
+
+def _device_spec(edit: DeviceEdit, current: dict[int, Any], controller_key: int, stub: Any) -> Any:
     Op = Device.VirtualDeviceSpec.Operation
-    kind = op["op"]
-    if kind == "add_controller":
+    if isinstance(edit, AddController):
         controller = Device.ParaVirtualSCSIController(
-            key=NEW_CONTROLLER_KEY, busNumber=op["bus"], sharedBus="noSharing"
+            key=NEW_CONTROLLER_KEY, busNumber=edit.bus, sharedBus="noSharing"
         )
         return Device.VirtualDeviceSpec(operation=Op.add, device=controller)
-    if kind == "add_disk":
-        return _add_disk(op, controller_key)
-    if kind == "grow_disk":
-        disk = current[op["key"]]
-        disk.capacityInKB = op["size_kb"]
-        disk.capacityInBytes = op["size_kb"] * 1024
+    if isinstance(edit, AddDisk):
+        return _add_disk(edit, controller_key)
+    if isinstance(edit, GrowDisk):
+        disk = current[edit.key]
+        disk.capacityInKB = edit.size_kb
+        disk.capacityInBytes = edit.size_kb * 1024
         return Device.VirtualDeviceSpec(operation=Op.edit, device=disk)
-    if kind == "remove_disk":
-        return Device.VirtualDeviceSpec(
-            operation=Op.remove,
-            device=current[op["key"]],
-            fileOperation=Device.VirtualDeviceSpec.FileOperation.destroy,
-        )
-    if kind == "remove_nic":
-        return Device.VirtualDeviceSpec(operation=Op.remove, device=current[op["key"]])
-    network = vim.Network(placement["networks"][op["network"]], stub)
-    backing = Device.VirtualEthernetCard.NetworkBackingInfo(deviceName=op["network"], network=network)
-    if kind == "add_nic":
+    if isinstance(edit, RemoveDisk):
+        spec = Device.VirtualDeviceSpec(operation=Op.remove, device=current[edit.key])
+        if edit.destroy:
+            spec.fileOperation = Device.VirtualDeviceSpec.FileOperation.destroy
+        return spec
+    if isinstance(edit, RemoveNic):
+        return Device.VirtualDeviceSpec(operation=Op.remove, device=current[edit.key])
+    network = vim.Network(edit.network_id, stub)
+    backing = Device.VirtualEthernetCard.NetworkBackingInfo(deviceName=edit.network, network=network)
+    if isinstance(edit, AddNic):
         nic = Device.VirtualVmxnet3(
-            key=-300 - NIC_ROLES.index(op["role"]),
+            key=-300 - NIC_ROLES.index(edit.role),
             connectable=Device.VirtualDevice.ConnectInfo(
                 startConnected=True, connected=True, allowGuestControl=True
             ),
         )
         operation = Op.add
     else:
-        nic = current[op["key"]]
+        nic = current[edit.key]
         operation = Op.edit
     nic.backing = backing
     nic.addressType = "manual"
-    nic.macAddress = op["mac"]
+    nic.macAddress = edit.mac
     return Device.VirtualDeviceSpec(operation=operation, device=nic)
 
 
-def _add_disk(op: dict[str, Any], controller_key: int) -> Any:
+def _add_disk(edit: AddDisk, controller_key: int) -> Any:
     Op = Device.VirtualDeviceSpec.Operation
-    provisioning = op.get("provisioning", "thin")
     backing = Device.VirtualDisk.FlatVer2BackingInfo(
-        fileName=op["file"],
+        fileName=edit.file,
         diskMode="persistent",
-        thinProvisioned=provisioning == "thin",
-        eagerlyScrub=provisioning == "thick-eager",
+        thinProvisioned=edit.provisioning == "thin",
+        eagerlyScrub=edit.provisioning == "thick-eager",
     )
     disk = Device.VirtualDisk(
-        key=-200 - op["unit"],
+        key=-200 - edit.unit,
         controllerKey=controller_key,
-        unitNumber=op["unit"],
+        unitNumber=edit.unit,
         backing=backing,
     )
     spec = Device.VirtualDeviceSpec(operation=Op.add, device=disk)
-    if op["create"]:
-        disk.capacityInKB = op["size_kb"]
+    if edit.create:
+        disk.capacityInKB = edit.size_kb
         spec.fileOperation = Device.VirtualDeviceSpec.FileOperation.create
     return spec
 
