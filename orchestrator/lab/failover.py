@@ -18,10 +18,10 @@ from orchestrator.lab.iscsi_probe import probe
 from orchestrator.lab.simulator import LabError
 from orchestrator.plan import ISCSI_PORT, Plan, load_plan
 from orchestrator.progress import Reporter
+from orchestrator.stages.vms import facts as vms_facts
 from orchestrator.state import StateDir
 from orchestrator.status import render
 from orchestrator.status.command import observe
-from orchestrator.vsphere import storage_vms
 from orchestrator.vsphere.session import connect, required
 from orchestrator.vsphere.tasks import run_task
 
@@ -63,7 +63,7 @@ def failover(plan_path: Path, console: Console) -> float:
 def _power_off(plan: Plan, node: str, console: Console) -> None:
     session = connect(plan, plan.resolve_password())
     try:
-        path = storage_vms.vm_inventory_path(plan, session.esxi, plan.vm_name(node))
+        path = vms_facts.vm_inventory_path(plan, session.esxi, plan.vm_name(node))
         vm = required(session.content.searchIndex, "searchIndex").FindByInventoryPath(path)
         if vm is None:
             raise LabError(f"no VM at {path}")

@@ -14,8 +14,8 @@ from orchestrator.identity import NodeIdentity
 from orchestrator.logs import Redactor
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
+from orchestrator.stages.vms import facts as vms_facts
 from orchestrator.state import HostKey, StateDir
-from orchestrator.vsphere import storage_vms
 from orchestrator.vsphere.inventory import Inventory, take_snapshot
 from orchestrator.vsphere.session import Session
 
@@ -75,8 +75,8 @@ class RunContext:
         self.inventory = take_snapshot(
             self.session,
             plan.vsphere.datacenter,
-            storage_vms.vm_folder(plan, self.session.esxi),
-            storage_vms.vm_paths(plan),
+            vms_facts.vm_folder(plan, self.session.esxi),
+            vms_facts.vm_paths(plan),
         )
 
 

@@ -15,10 +15,10 @@ from orchestrator.guest.render import lun_serial, naa_from_serial
 from orchestrator.output import error_line, make_console, warn_if_insecure
 from orchestrator.plan import Plan, PlanError, load_plan
 from orchestrator.stages import deployed_host_key
+from orchestrator.stages.vms import facts as vms_facts
 from orchestrator.state import StateDir
 from orchestrator.status import health, nodes, render, vsphere_view
 from orchestrator.status.model import Expected, NodeView, SiteStatus
-from orchestrator.vsphere import storage_vms
 from orchestrator.vsphere.inventory import take_snapshot
 from orchestrator.vsphere.session import connect
 
@@ -44,7 +44,7 @@ def observe(plan: Plan) -> SiteStatus:
     session = connect(plan, plan.resolve_password())
     try:
         inventory = take_snapshot(
-            session, plan.vsphere.datacenter, storage_vms.vm_folder(plan, session.esxi), []
+            session, plan.vsphere.datacenter, vms_facts.vm_folder(plan, session.esxi), []
         )
         api_type = session.content.about.apiType
     finally:

@@ -1,6 +1,6 @@
 """The vSphere half of `status`, read from the one inventory snapshot.
 
-It reuses the stages' observe functions (storage_vms, iscsi, datastore,
+It reuses the stages' observe functions (vms, iscsi, datastore,
 cluster) and adds only what they do not read: the multipath state of our LUN
 and each host's connection state.
 """
@@ -11,15 +11,16 @@ from pyVmomi import vim
 
 from orchestrator.plan import ISCSI_PORT, Plan
 from orchestrator.stages.iscsi import facts as iscsi
+from orchestrator.stages.vms import facts as vms_facts
 from orchestrator.status.model import ClusterView, DatastoreView, HostView, PathView
-from orchestrator.vsphere import cluster, datastore, storage_vms
+from orchestrator.vsphere import cluster, datastore
 from orchestrator.vsphere.inventory import Inventory
 from orchestrator.vsphere.vm_facts import VmFact
 
 
 def storage_vms_by_node(plan: Plan, inventory: Inventory) -> dict[str, VmFact | None]:
     """Our storage VM per node (the VMs in our folder), None when absent."""
-    return {facts.node.node: facts.vm for facts in storage_vms.observe(plan, inventory).nodes}
+    return {facts.node.node: facts.vm for facts in vms_facts.observe(plan, inventory).nodes}
 
 
 def host_name(inventory: Inventory, host_id: str | None) -> str | None:

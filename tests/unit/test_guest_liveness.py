@@ -1,5 +1,5 @@
 """A powered-on storage VM whose guest does not answer: reset only while the peer
-serves (orchestrator/vsphere/guest_liveness.py). The decision and the diff are
+serves (orchestrator/stages/vms/guest_liveness.py). The decision and the diff are
 pure; observe() is driven with a fake probe, clock and sleep (no network)."""
 
 from dataclasses import replace
@@ -10,10 +10,11 @@ from rich.console import Console
 from orchestrator.changes import render_text
 from orchestrator.plan import load_plan
 from orchestrator.progress import Reporter
+from orchestrator.stages.vms import guest_liveness
+from orchestrator.stages.vms.facts import NodeFacts, Placement, VmsFacts
+from orchestrator.stages.vms.guest_liveness import Silence, decide, serving_gap
+from orchestrator.stages.vms.operations import ResetVm
 from orchestrator.status.model import DrbdView, NodeView
-from orchestrator.vsphere import guest_liveness
-from orchestrator.vsphere.guest_liveness import Silence, decide, serving_gap
-from orchestrator.vsphere.storage_vms import NodeFacts, Placement, VmsFacts
 from orchestrator.vsphere.vm_facts import MARKER_PLAN, VmFact
 from tests.unit.conftest import EXAMPLE_PLAN
 
@@ -93,13 +94,13 @@ def test_diff_shows_the_reset_and_carries_what_the_executor_needs():
     changes, problems = guest_liveness.diff(PLAN, [silence(serving())])
     assert problems == []
     [change] = changes
-    assert (change.stage, change.action, change.resource, change.steps) == (
+    assert (change.stage, change.action, change.resource, [type(op) for op in change.operations]) == (
         "vms",
         "update",
         "vm vsa-node1",
-        ["reset"],
+        [ResetVm],
     )
-    assert change.params == {"node": "node1", "vm": "vm-1", "peer": "node2"}
+    assert change.operations == (ResetVm(node="node1", name="vsa-node1", vm="vm-1", peer="node2"),)
     console = Console(record=True, width=200)
     render_text(console, changes)
     text = console.export_text()

@@ -5,18 +5,18 @@ host's autostart manager does that (powerOn, first in order; guest shutdown
 when the host shuts down). VMware documents that autostart has no effect on
 hosts in an HA cluster: there the cluster stage's HA override (restart
 priority highest) brings it back, so autostart is left as it is.
+
+observe() reads the snapshot; diff() is pure; apply.py runs SetAutostart.
 """
 
 from dataclasses import dataclass
-from typing import Any
 
 from pyVmomi import vim
 
 from orchestrator.changes import Attr, Change
 from orchestrator.plan import Plan
-from orchestrator.progress import Reporter
+from orchestrator.stages.vms.operations import SetAutostart
 from orchestrator.vsphere.inventory import Inventory
-from orchestrator.vsphere.session import Session, VSphereError, required, transient_retry
 
 STAGE = "vms"
 WANTED = ("powerOn", 1, "guestShutdown")  # start action, start order, stop action
@@ -86,8 +86,7 @@ def diff(plan: Plan, hosts: list[HostAutostart]) -> list[Change]:
                     action="update",
                     resource=f"host {host.host} autostart",
                     attrs=attrs,
-                    steps=["autostart"],
-                    params={"autostart": host.manager_id, "vm_name": plan.vm_name(host.node)},
+                    operations=(SetAutostart(host.host, host.manager_id, plan.vm_name(host.node)),),
                 )
             )
     return changes
@@ -95,28 +94,3 @@ def diff(plan: Plan, hosts: list[HostAutostart]) -> list[Change]:
 
 def _text(entry: tuple | None) -> str | None:
     return None if entry is None else ", ".join(map(str, entry))
-
-
-def apply(session: Session, inventory: Inventory, change: Change, reporter: Reporter) -> None:
-    if inventory.vm_folder is None:  # the VM is in it, so the folder exists
-        raise VSphereError(f"no VM folder for {change.params['vm_name']}; rerun")
-    search = required(session.content.searchIndex, "searchIndex")
-    vm = search.FindChild(inventory.vm_folder, change.params["vm_name"])
-    start, order, stop = WANTED
-    spec = vim.host.AutoStartManager.Config(
-        defaults=vim.host.AutoStartManager.SystemDefaults(enabled=True),
-        powerInfo=[
-            vim.host.AutoStartManager.AutoPowerInfo(
-                key=vm,
-                startAction=start,
-                startOrder=order,
-                startDelay=-1,
-                stopAction=stop,
-                stopDelay=-1,
-                waitForHeartbeat="systemDefault",
-            )
-        ],
-    )
-    manager: Any = vim.host.AutoStartManager(change.params["autostart"], session.stub)
-    with reporter.task(f"{change.resource}: {change.params['vm_name']} starts with the host"):
-        transient_retry(manager.ReconfigureAutostart)(spec)

@@ -13,8 +13,8 @@ decide() and diff() are pure. A silent node is reset only when its peer is
 UpToDate and serving the LUN: it holds the VIP, every DRBD resource is
 Primary/UpToDate there and the target runs. Otherwise the run refuses with
 one line: resetting the only good copy (or a node we cannot see the state
-of) is never guessed. The executor (storage_vm_apply, step "reset") runs
-ResetVM_Task after recheck() has read the peer once more.
+of) is never guessed. The ResetVm handler (apply.py) runs ResetVM_Task
+after recheck() has read the peer once more.
 """
 
 import logging
@@ -29,10 +29,12 @@ from orchestrator.changes import Attr, Change, Problem
 from orchestrator.guest.ssh import GuestError
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
+from orchestrator.stages.vms.diff import STAGE
+from orchestrator.stages.vms.facts import VmsFacts
+from orchestrator.stages.vms.operations import ResetVm
 from orchestrator.state import HostKey
 from orchestrator.status.model import NodeView
 from orchestrator.status.nodes import observe_nodes
-from orchestrator.vsphere.storage_vms import STAGE, VmsFacts
 from orchestrator.vsphere.vm_facts import VmFact
 
 log = logging.getLogger(__name__)
@@ -189,8 +191,7 @@ def diff(plan: Plan, silences: list[Silence]) -> tuple[list[Change], list[Proble
                 action="update",
                 resource=resource,
                 attrs=[Attr("power", "poweredOn", f"reset ({verdict.reason})")],
-                steps=["reset"],
-                params={"node": silence.node, "vm": silence.vm_id, "peer": silence.peer.node},
+                operations=(ResetVm(silence.node, silence.vm, silence.vm_id, silence.peer.node),),
                 note=(
                     f"a hard reset of {silence.vm}: {silence.peer.node} keeps serving the LUN, and "
                     f"{silence.node} resyncs from it once it is back"
@@ -200,11 +201,11 @@ def diff(plan: Plan, silences: list[Silence]) -> tuple[list[Change], list[Proble
     return changes, problems
 
 
-def recheck(plan: Plan, change: Change, keys: dict[str, HostKey | None]) -> None:
+def recheck(plan: Plan, op: ResetVm, keys: dict[str, HostKey | None]) -> None:
     """Right before a reset: the peer must still serve; raises GuestError otherwise."""
-    peer = next(node for node in plan.storage_nodes if node.node == change.params["peer"])
+    peer = next(node for node in plan.storage_nodes if node.node == op.peer)
     view = NodeView(node=peer.node, vm=plan.vm_name(peer.node), esxi=peer.esxi, address=str(peer.iscsi_ip))
     observe_nodes(plan, [view], keys)
     gap = serving_gap(view)
     if gap is not None:
-        raise GuestError(f"{change.resource}: not reset: {gap} now; check both nodes' consoles, then rerun")
+        raise GuestError(f"vm {op.name}: not reset: {gap} now; check both nodes' consoles, then rerun")
