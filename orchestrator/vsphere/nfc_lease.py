@@ -22,8 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 import urllib3
 from pyVmomi import vim, vmodl
-from requests.adapters import HTTPAdapter
 
+from orchestrator.vsphere.server_http import PinnedAdapter, server_http
 from orchestrator.vsphere.session import CONNECT_TIMEOUT_S, Session, VSphereError
 
 log = logging.getLogger(__name__)
@@ -127,39 +127,19 @@ class _Body:
         return data
 
 
-class _PinnedAdapter(HTTPAdapter):
-    """Checks the server certificate's fingerprint instead of a CA chain."""
-
-    def __init__(self, fingerprint: str):
-        self.fingerprint = fingerprint
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["assert_fingerprint"] = self.fingerprint
-        super().init_poolmanager(*args, **kwargs)
-
-
 def http_client(session: Session, upload: Upload) -> tuple[requests.Session, bool | str, dict[str, str]]:
     """A requests session for one upload, its `verify` value and headers."""
-    http = requests.Session()
     headers = {"Content-Type": STREAM_VMDK, "Overwrite": "t"}
-    ours = urlsplit(upload.url).netloc == session.server
-    trust = session.trust
+    if urlsplit(upload.url).netloc == session.server:
+        ours, trusted, auth = server_http(session)
+        return ours, trusted, {**headers, **auth}
+    http = requests.Session()
     verify: bool | str
-    if ours:
-        if session.cookie():
-            headers["Cookie"] = session.cookie()
-        if trust.thumbprint:
-            http.mount("https://", _PinnedAdapter(trust.thumbprint))
-            verify = False  # no CA chain: the pinned fingerprint is the check
-        elif trust.ca_file:
-            verify = str(trust.ca_file)
-        else:
-            verify = not trust.insecure
-    elif upload.thumbprint:
-        http.mount("https://", _PinnedAdapter(upload.thumbprint))
+    if upload.thumbprint:
+        http.mount("https://", PinnedAdapter(upload.thumbprint))
         verify = False
     else:
+        trust = session.trust
         verify = str(trust.ca_file) if trust.ca_file else not trust.insecure
     return http, verify, headers
 

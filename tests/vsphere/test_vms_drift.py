@@ -118,6 +118,17 @@ def test_detached_disk_is_reattached_from_its_file(deployed: Site, capsys):
     assert deployed.datastore_files("esx1-local", "vsa-node1") == files_before
 
 
+def test_a_dry_run_finds_a_surviving_disk_file_without_a_vsphere_task(deployed: Site, capsys):
+    vm = deployed.vm("vsa-node2")
+    disk = data_disk(vm)
+    path = disk.backing.fileName
+    reconfigure(vm, vim.vm.ConfigSpec(deviceChange=[Spec(operation="remove", device=disk)]))
+    deployed.info.reset_calls()
+    assert vsa(deployed.plan, "--dry-run") == 2
+    assert f"re-attach existing {path}" in capsys.readouterr().out
+    assert deployed.tasks_since_reset() == {}  # read over /folder, not a SearchDatastore_Task
+
+
 def test_deleted_disk_is_recreated(deployed: Site, capsys):
     vm = deployed.vm("vsa-node1")
     disk = data_disk(vm, role_unit=1)

@@ -181,7 +181,7 @@ def configure_new_vm(op: ConfigureNewVm, ctx: RunContext) -> None:
     problems = diff.placement_problems(plan, node, placement, resource)
     if problems:
         raise VSphereError("; ".join(str(problem) for problem in problems))
-    folder = facts.list_folder(session, ctx.reporter, placement.datastore_id, node.datastore, op.name)
+    folder = facts.disk_files_present(session, plan, node)
     edits = diff.vm_edits(plan, node, placement, fact, identity, folder, frozenset(), resource)
     if edits.problems:
         raise VSphereError("; ".join(str(problem) for problem in edits.problems))

@@ -15,13 +15,12 @@ from typing import Any
 from pyVmomi import vim
 
 from orchestrator.plan import Plan, StorageNode
-from orchestrator.progress import Reporter
 from orchestrator.state import HostKey
 from orchestrator.vsphere import ova_package
+from orchestrator.vsphere.datastore_files import existing_files
 from orchestrator.vsphere.inventory import Inventory
 from orchestrator.vsphere.ova_package import OvaError, OvfFacts
-from orchestrator.vsphere.session import Session, VSphereError
-from orchestrator.vsphere.tasks import run_task
+from orchestrator.vsphere.session import Session
 from orchestrator.vsphere.vm_facts import DiskFact, NicFact, VmFact, vm_fact
 
 DATA_BUS = 1
@@ -197,18 +196,12 @@ def holds_data_disk(vm: VmFact) -> bool:
     return any(disk_at(vm, unit) is not None for unit in range(len(DISK_ROLES)))
 
 
-def list_folder(
-    session: Session, reporter: Reporter, datastore_id: str, datastore: str, folder: str
-) -> frozenset[str]:
-    """Names of the .vmdk files in "[datastore] folder" (empty if the folder is gone)."""
-    ref = vim.Datastore(datastore_id, session.stub)
-    spec = vim.host.DatastoreBrowser.SearchSpec(matchPattern=["*.vmdk"])
-    path = f"[{datastore}] {folder}"
-    try:
-        result = run_task(reporter, f"list {path}", lambda: ref.browser.SearchDatastore_Task(path, spec))
-    except VSphereError:
-        return frozenset()
-    return frozenset(item.path for item in result.file or [])
+def disk_files_present(session: Session, plan: Plan, node: StorageNode) -> frozenset[str]:
+    """File names of the node's planned disks that exist in its VM folder (read without a task)."""
+    vm = plan.vm_name(node.node)
+    paths = [f"{vm}/{vm}_{role}.vmdk" for role in DISK_ROLES]
+    found = existing_files(session, plan.vsphere.datacenter, node.datastore, paths)
+    return frozenset(path.rsplit("/", 1)[-1] for path in found)
 
 
 def deployed_host_key(vm: VmFact | None) -> HostKey | None:

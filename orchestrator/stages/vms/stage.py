@@ -37,9 +37,7 @@ class VmsStage:
             ctx.identities[node.node] = node_identity(plan, node, key, admin_key)
             placement = node_facts.placement
             if facts.needs_folder_listing(plan, node_facts) and placement.datastore_id:
-                node_facts.folder_files = facts.list_folder(
-                    ctx.vsphere, ctx.reporter, placement.datastore_id, node.datastore, plan.vm_name(node.node)
-                )
+                node_facts.folder_files = facts.disk_files_present(ctx.vsphere, plan, node)
         silences = None
         if "guest" in ctx.stages:  # a run without the guest stage never contacts a node
             silences = guest_liveness.observe(plan, site, ctx.host_keys, ctx.silent_since, ctx.reporter)
