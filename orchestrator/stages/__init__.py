@@ -11,10 +11,10 @@ from typing import Any
 from pyVmomi import vim
 
 from orchestrator.changes import Change, Problem
-from orchestrator.guest.stage import GuestStage
 from orchestrator.identity import node_identity, ssh_public_key
 from orchestrator.plan import Plan
 from orchestrator.stages.contract import RunContext, Stage
+from orchestrator.stages.guest.stage import GuestStage
 from orchestrator.stages.iscsi.stage import IscsiStage
 from orchestrator.state import HostKey
 from orchestrator.vsphere import (

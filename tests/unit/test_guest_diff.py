@@ -4,11 +4,11 @@
 from dataclasses import replace
 
 from orchestrator.guest import layout
-from orchestrator.guest.diff import diff, sha256
 from orchestrator.guest.facts import Disk, DrbdState, NodeFacts, Services
 from orchestrator.guest.render import Secrets
-from orchestrator.guest.stage import deployed_secrets, desired_state
 from orchestrator.plan import load_plan
+from orchestrator.stages.guest.diff import diff, sha256
+from orchestrator.stages.guest.stage import deployed_secrets, desired_state
 from tests.unit.conftest import EXAMPLE_PLAN
 
 PLAN = load_plan(EXAMPLE_PLAN)

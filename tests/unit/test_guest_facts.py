@@ -4,7 +4,6 @@ import subprocess
 from pathlib import Path
 
 from orchestrator.guest import layout
-from orchestrator.guest.apply import target_definition
 from orchestrator.guest.facts import (
     MARKER,
     DeployedSecrets,
@@ -18,6 +17,7 @@ from orchestrator.guest.facts import (
 )
 from orchestrator.guest.render import Secrets, node_files
 from orchestrator.plan import load_plan
+from orchestrator.stages.guest.apply import target_definition
 from tests.unit.conftest import EXAMPLE_PLAN
 
 FIXTURES = Path(__file__).with_name("fixtures")

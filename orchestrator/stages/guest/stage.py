@@ -8,10 +8,7 @@ heartbeat authkeys, CHAP) come from the state folder and are never rotated.
 from importlib import resources
 
 from orchestrator.changes import Attr, Change, Problem
-from orchestrator.guest import apply as guest_apply
-from orchestrator.guest import diff as guest_diff
 from orchestrator.guest import layout
-from orchestrator.guest.diff import Desired, devices
 from orchestrator.guest.facts import (
     DeployedSecrets,
     Disks,
@@ -29,6 +26,9 @@ from orchestrator.guest.facts import (
 from orchestrator.guest.render import NodeFile, Secrets, lun_serial, node_files
 from orchestrator.guest.ssh import GuestError, NodeShell, Unreachable
 from orchestrator.plan import Plan
+from orchestrator.stages.guest import apply as guest_apply
+from orchestrator.stages.guest import diff as guest_diff
+from orchestrator.stages.guest.diff import Desired, devices
 
 SCRIPT_PATH = f"/etc/ha.d/resource.d/{layout.TARGET_SCRIPT}"
 BOOT_WAIT_S = 300.0  # a storage VM the vms stage just powered on boots (slowly under emulation)

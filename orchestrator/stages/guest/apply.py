@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 from orchestrator.changes import Change
 from orchestrator.guest import layout
-from orchestrator.guest.diff import Desired
 from orchestrator.guest.facts import DrbdState, ProcDrbd, ServicesFact
 from orchestrator.guest.ssh import GuestError, NodeShell
 from orchestrator.plan import ISCSI_PORT, Plan
 from orchestrator.progress import Reporter
+from orchestrator.stages.guest.diff import Desired
 
 log = logging.getLogger(__name__)
 
