@@ -5,8 +5,8 @@ names the node, host, resource or cluster it is about.
 """
 
 from orchestrator.guest import layout
+from orchestrator.guest.facts import REPLICATING
 from orchestrator.plan import ISCSI_PORT
-from orchestrator.stages.guest.diff import REPLICATING
 from orchestrator.status.model import ClusterView, DatastoreView, Expected, HostView, NodeView
 
 DRBD_HEALTHY = ("Connected", "UpToDate", "UpToDate")

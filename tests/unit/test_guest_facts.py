@@ -15,9 +15,8 @@ from orchestrator.guest.facts import (
     ServicesFact,
     split,
 )
-from orchestrator.guest.render import Secrets, node_files
+from orchestrator.guest.render import Secrets, node_files, target_definition
 from orchestrator.plan import load_plan
-from orchestrator.stages.guest.apply import target_definition
 from tests.unit.conftest import EXAMPLE_PLAN
 
 FIXTURES = Path(__file__).with_name("fixtures")
