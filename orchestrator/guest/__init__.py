@@ -1,1 +1,2 @@
-"""The `guest` stage: DRBD, heartbeat and the iSCSI target inside the storage VMs."""
+"""Libraries of the `guest` stage (orchestrator/stages/guest): the node layout, fact parsers,
+the files a node holds (render) and SSH to it."""

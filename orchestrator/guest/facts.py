@@ -95,6 +95,10 @@ class DrbdState:
     oos: int  # KiB out of sync
 
 
+# Connection states in which the two nodes replicate again: a split brain is over.
+REPLICATING = ("Connected", "SyncSource", "SyncTarget", "PausedSyncS", "PausedSyncT")
+
+
 class ProcDrbd:
     """/proc/drbd (DRBD 8.4): {minor: DrbdState}; {} when the module is not loaded."""
 

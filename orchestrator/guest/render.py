@@ -2,11 +2,15 @@
 
 Pure: (plan, secrets, device paths) -> {path: NodeFile}. Secrets are passed
 in, never looked up here, and files holding one are marked sensitive so a
-diff shows them redacted.
+diff shows them redacted. The guest stage renders them while planning (its
+diff compares their sha256) and again while applying (its handlers write them
+only if the sha256 is still the one the diff showed).
 """
 
 import hashlib
+import json
 from dataclasses import dataclass
+from importlib import resources
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -33,6 +37,29 @@ class NodeFile:
     mode: int
     sensitive: bool
     service: str  # what it configures: "drbd", "heartbeat" (restarted when it changes), "hosts", "target"
+
+
+@dataclass(frozen=True)
+class Desired:
+    files: dict[str, NodeFile]  # path -> file this node must hold
+    target_definition: str  # JSON kept on the config volume
+
+
+HA_CF = "/etc/ha.d/ha.cf"
+AUTHKEYS = "/etc/ha.d/authkeys"
+HARESOURCES = "/etc/ha.d/haresources"
+HOSTS = "/etc/hosts"
+SCRIPT_PATH = f"/etc/ha.d/resource.d/{layout.TARGET_SCRIPT}"
+
+
+def drbd_config(resource: layout.DrbdResource) -> str:
+    return f"/etc/drbd.d/{resource.name}.res"
+
+
+def managed_paths() -> list[str]:
+    """Every managed file's path, in the order desired_state renders them (no rendering:
+    paths depend on neither secrets nor devices)."""
+    return [*map(drbd_config, layout.RESOURCES), HA_CF, AUTHKEYS, HARESOURCES, HOSTS, SCRIPT_PATH]
 
 
 def lun_serial(plan: Plan) -> str:
@@ -64,16 +91,14 @@ def node_files(plan: Plan, secrets: Secrets, devices: dict[str, dict[str, str]])
     nodes = plan.storage_nodes
     common = {"plan": plan, "nodes": nodes, "devices": devices, "layout": layout}
     files = {
-        f"/etc/drbd.d/{resource.name}.res": NodeFile(
+        drbd_config(resource): NodeFile(
             _render("drbd.res.j2", resource=resource, secret=secrets.drbd, **common), 0o600, True, "drbd"
         )
         for resource in layout.RESOURCES
     }
-    files["/etc/ha.d/ha.cf"] = NodeFile(_render("ha.cf.j2", **common), 0o644, False, "heartbeat")
-    files["/etc/ha.d/authkeys"] = NodeFile(
-        _render("authkeys.j2", secret=secrets.heartbeat), 0o600, True, "heartbeat"
-    )
-    files["/etc/ha.d/haresources"] = NodeFile(
+    files[HA_CF] = NodeFile(_render("ha.cf.j2", **common), 0o644, False, "heartbeat")
+    files[AUTHKEYS] = NodeFile(_render("authkeys.j2", secret=secrets.heartbeat), 0o600, True, "heartbeat")
+    files[HARESOURCES] = NodeFile(
         _render(
             "haresources.j2",
             config=layout.CONFIG,
@@ -87,8 +112,29 @@ def node_files(plan: Plan, secrets: Secrets, devices: dict[str, dict[str, str]])
         False,
         "heartbeat",
     )
-    files["/etc/hosts"] = NodeFile(_render("hosts.j2", **common), 0o644, False, "hosts")
+    files[HOSTS] = NodeFile(_render("hosts.j2", **common), 0o644, False, "hosts")
     return files
+
+
+def desired_state(
+    plan: Plan, secrets: Secrets, node_devices: dict[str, dict[str, str]]
+) -> dict[str, Desired]:
+    """What every node must hold: its files and the target definition (the active one's)."""
+    files = node_files(plan, secrets, node_devices)
+    script_text = resources.files("orchestrator.guest").joinpath("files", layout.TARGET_SCRIPT).read_text()
+    files[SCRIPT_PATH] = NodeFile(script_text, 0o755, False, "target")
+    definition = target_definition(plan, lun_serial(plan), secrets.chap)
+    return {node.node: Desired(files=files, target_definition=definition) for node in plan.storage_nodes}
+
+
+def target_definition(plan: Plan, serial: str, chap_secret: str | None) -> str:
+    chap = {"userid": plan.chap_name, "password": chap_secret} if plan.target.chap else None
+    body = {"iqn": plan.iqn, "device": layout.LUN.device, "serial": serial, "chap": chap}
+    return json.dumps(body, indent=1, sort_keys=True) + "\n"
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _render(template: str, **values: object) -> str:

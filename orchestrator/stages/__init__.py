@@ -9,9 +9,9 @@ from typing import Any
 from pyVmomi import vim
 
 from orchestrator.changes import Change, Problem
-from orchestrator.guest.stage import GuestStage
 from orchestrator.plan import Plan
 from orchestrator.stages.contract import RunContext, Stage
+from orchestrator.stages.guest.stage import GuestStage
 from orchestrator.stages.iscsi.stage import IscsiStage
 from orchestrator.stages.vms.facts import deployed_host_key
 from orchestrator.stages.vms.stage import VmsStage

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from orchestrator.changes import Change, Problem
+from orchestrator.guest.ssh import NodeShell
 from orchestrator.identity import NodeIdentity
 from orchestrator.logs import Redactor
 from orchestrator.plan import Plan
@@ -46,6 +47,9 @@ class RunContext:
     inventory: Inventory | None = None
     identities: dict[str, NodeIdentity] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # one-line remarks, e.g. a stage skipped
+    # Each storage node's SSH session, opened by the guest stage's observe, used by its
+    # handlers, closed by its close().
+    shells: dict[str, NodeShell] = field(default_factory=dict)
 
     def secret(self, name: str, deployed: str | None = None) -> str:
         """A generated secret from the state folder (or, when the folder lost it, the

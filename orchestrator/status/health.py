@@ -5,7 +5,7 @@ names the node, host, resource or cluster it is about.
 """
 
 from orchestrator.guest import layout
-from orchestrator.guest.diff import REPLICATING
+from orchestrator.guest.facts import REPLICATING
 from orchestrator.plan import ISCSI_PORT
 from orchestrator.status.model import ClusterView, DatastoreView, Expected, HostView, NodeView
 

@@ -1,14 +1,33 @@
-"""The guest diff's safety interlocks, on node facts shaped like the lab's
-(tests/unit/fixtures), without a VM: what may be created, what is refused."""
+"""The guest diff as a pure function on node facts shaped like the lab's
+(tests/unit/fixtures), without a VM: what may be created, what is refused,
+which operations run in which order; and its operations as data."""
 
+import json
 from dataclasses import replace
 
+from orchestrator.changes import Change
 from orchestrator.guest import layout
-from orchestrator.guest.diff import diff, sha256
 from orchestrator.guest.facts import Disk, DrbdState, NodeFacts, Services
-from orchestrator.guest.render import Secrets
-from orchestrator.guest.stage import deployed_secrets, desired_state
+from orchestrator.guest.render import Secrets, desired_state, managed_paths, sha256
+from orchestrator.operations import operation_from_json
 from orchestrator.plan import load_plan
+from orchestrator.stages.guest.diff import deployed_secrets, diff, disk_problems
+from orchestrator.stages.guest.operations import (
+    AllowDopd,
+    CreateDrbdMetadata,
+    DrbdConnect,
+    DrbdUp,
+    EnableService,
+    ForgetSplitBrain,
+    InitializeDrbd,
+    NodeDevices,
+    RestartService,
+    StartService,
+    StartTarget,
+    WaitServing,
+    WriteFile,
+    WriteTargetDefinition,
+)
 from tests.unit.conftest import EXAMPLE_PLAN
 
 PLAN = load_plan(EXAMPLE_PLAN)
@@ -25,6 +44,14 @@ RUNNING = Services(True, True, True, False, False, False, True)
 CONNECTED = {
     r.minor: DrbdState("Connected", "Secondary/Secondary", "UpToDate/UpToDate", 0) for r in layout.RESOURCES
 }
+
+
+def kinds(change: Change) -> list[type]:
+    return [type(operation) for operation in change.operations]
+
+
+def of(change: Change, kind: type) -> list:
+    return [operation for operation in change.operations if isinstance(operation, kind)]
 
 
 def fresh() -> NodeFacts:
@@ -54,7 +81,9 @@ def test_two_fresh_nodes_get_a_first_creation():
         "node node1 services",
         "node node2 services",
     ]
-    assert changes[2].steps == ["create_md", "up", "skip_sync", "config_fs"]
+    assert changes[2].operations == (
+        InitializeDrbd("node1", tuple(NODES), sha256(DESIRED["node1"].target_definition)),
+    )
 
 
 def test_a_healthy_pair_has_nothing_to_do():
@@ -85,8 +114,8 @@ def test_existing_metadata_is_adopted_never_recreated():
     changes, problems = diff(PLAN, DESIRED, {"node1": node1, "node2": node2})
     assert problems == []
     [change] = changes
-    assert change.steps == ["up"]
-    assert change.params["create_md"] == []
+    assert change.operations == (DrbdUp("node2", tuple(r.name for r in layout.RESOURCES)),)
+    assert of(change, CreateDrbdMetadata) == []
     assert all(change.resource != "drbd" for change in changes)
 
 
@@ -96,7 +125,9 @@ def test_a_replaced_node_with_empty_disks_gets_metadata_and_a_full_resync():
     node2.drbd = {}
     changes, problems = diff(PLAN, DESIRED, {"node1": healthy("node1", True), "node2": node2})
     assert problems == []
-    assert changes[0].params["create_md"] == [r.name for r in layout.RESOURCES]
+    assert of(changes[0], CreateDrbdMetadata) == [
+        CreateDrbdMetadata("node2", tuple(r.name for r in layout.RESOURCES))
+    ]
     assert all(change.resource != "drbd" for change in changes)  # no forced primary, no skipped sync
 
 
@@ -121,15 +152,14 @@ def test_a_plain_disconnect_is_reconnected():
         layout.LUN.minor: DrbdState("StandAlone", "Secondary/Unknown", "UpToDate/DUnknown", 0),
     }
     [change] = diff(PLAN, DESIRED, {"node1": healthy("node1", True), "node2": node2})[0]
-    assert change.params["connect"] == [layout.LUN.name]
+    assert of(change, DrbdConnect) == [DrbdConnect("node2", (layout.LUN.name,))]
 
 
 def test_a_resolved_split_brain_only_loses_its_marker():
     node2 = healthy("node2", False)
     node2.split_brain = {layout.LUN.name}
     [change] = diff(PLAN, DESIRED, {"node1": healthy("node1", True), "node2": node2})[0]
-    assert change.steps == ["forget_split_brain"]
-    assert change.params["resolved_split_brain"] == [layout.LUN.name]
+    assert change.operations == (ForgetSplitBrain("node2", (layout.LUN.name,)),)
 
 
 def test_secret_files_show_redacted():
@@ -146,14 +176,14 @@ def test_only_heartbeat_files_restart_heartbeat():
     node1 = healthy("node1", True)
     node1.files["/etc/ha.d/ha.cf"] = ("0" * 64, 0o644)
     [files, services] = diff(PLAN, DESIRED, {"node1": node1, "node2": healthy("node2", False)})[0]
-    assert files.params["write"] == ["/etc/ha.d/ha.cf"]
-    assert services.steps == ["restart"]
+    assert [op.path for op in of(files, WriteFile)] == ["/etc/ha.d/ha.cf"]
+    assert services.operations == (RestartService("node1", "heartbeat"), WaitServing())
 
     node1 = healthy("node1", True)
     node1.files["/etc/hosts"] = ("0" * 64, 0o644)
     node1.files.pop("/etc/ha.d/resource.d/vsa-target")
     [files] = diff(PLAN, DESIRED, {"node1": node1, "node2": healthy("node2", False)})[0]
-    assert files.params["write"] == ["/etc/hosts", "/etc/ha.d/resource.d/vsa-target"]
+    assert [op.path for op in of(files, WriteFile)] == ["/etc/hosts", "/etc/ha.d/resource.d/vsa-target"]
 
 
 def test_a_lost_secret_is_adopted_from_the_nodes_unless_they_disagree():
@@ -176,3 +206,92 @@ def test_a_lost_secret_held_but_unreadable_is_never_replaced():
     assert deployed == {}
     assert [problem.resource for problem in problems] == ["secret heartbeat", "secret chap"]
     assert "(node2)" in problems[0].message and "(node1)" in problems[1].message
+
+
+def test_two_fresh_nodes_get_their_files_then_first_creation_then_services_in_order():
+    changes, _ = diff(PLAN, DESIRED, {node: fresh() for node in NODES})
+    files = changes[0]
+    assert kinds(files) == [WriteFile] * len(managed_paths()) + [AllowDopd]
+    assert [op.path for op in of(files, WriteFile)] == managed_paths()
+    devices = of(files, WriteFile)[0].devices
+    assert devices == tuple(NodeDevices(node, DISKS[0].path, DISKS[1].path, DISKS[2].path) for node in NODES)
+    assert kinds(changes[3]) == [EnableService, EnableService, StartService]
+    assert [op.unit for op in changes[3].operations] == ["drbd", "heartbeat", "heartbeat"]
+    assert changes[4].operations == (
+        EnableService("node2", "drbd"),
+        EnableService("node2", "heartbeat"),
+        StartService("node2", "heartbeat"),
+        WaitServing(),  # once, after the last node's heartbeat starts
+    )
+
+
+def test_file_operations_carry_no_content_only_its_sha256():
+    changes, _ = diff(PLAN, DESIRED, {node: fresh() for node in NODES})
+    text = json.dumps([change.as_json() for change in changes])
+    for secret in ("d" * 16, "h" * 16, "c" * 16):
+        assert secret not in text
+    authkeys = next(op for op in of(changes[0], WriteFile) if op.path == "/etc/ha.d/authkeys")
+    assert authkeys.content_sha256 == sha256(DESIRED["node1"].files["/etc/ha.d/authkeys"].content)
+    assert authkeys.sensitive and authkeys.mode == 0o600
+
+
+def test_a_stale_target_definition_is_rewritten_and_the_target_restarted():
+    node1 = healthy("node1", True)
+    node1.target_definition = "0" * 64
+    [services] = diff(PLAN, DESIRED, {"node1": node1, "node2": healthy("node2", False)})[0]
+    assert services.resource == "node node1 services"
+    assert services.operations == (
+        WriteTargetDefinition("node1", sha256(DESIRED["node1"].target_definition)),
+        StartTarget("node1"),
+    )
+
+
+def test_a_node_without_its_data_disks_is_a_problem():
+    node2 = fresh()
+    node2.disks = node2.disks[:2]
+    [problem] = disk_problems({"node1": fresh(), "node2": node2})
+    assert problem.resource == "node node2" and "found 2 data disk(s)" in problem.message
+    assert disk_problems({node: fresh() for node in NODES}) == []
+
+
+def test_managed_paths_are_the_rendered_files_without_rendering():
+    assert managed_paths() == list(DESIRED["node1"].files)
+
+
+def every_operation() -> list:
+    changes, _ = diff(PLAN, DESIRED, {node: fresh() for node in NODES})
+    node2 = healthy("node2", False)
+    node2.metadata, node2.drbd, node2.split_brain = {}, {}, {layout.LUN.name}
+    node1 = healthy("node1", True)
+    node1.target_definition = None
+    node1.files["/etc/drbd.d/iscsi.config.res"] = ("0" * 64, 0o600)
+    node1.files["/etc/ha.d/ha.cf"] = ("0" * 64, 0o644)
+    more, _ = diff(PLAN, DESIRED, {"node1": node1, "node2": node2})
+    return [op for change in changes + more for op in change.operations] + [
+        DrbdConnect("node1", (layout.LUN.name,)),
+        ForgetSplitBrain("node1", (layout.LUN.name,)),
+    ]
+
+
+def test_every_operation_round_trips_through_json():
+    operations = every_operation()
+    assert {type(op).__name__ for op in operations} >= {
+        "WriteFile",
+        "AllowDopd",
+        "ForgetSplitBrain",
+        "CreateDrbdMetadata",
+        "DrbdUp",
+        "DrbdAdjust",
+        "DrbdConnect",
+        "InitializeDrbd",
+        "EnableService",
+        "StartService",
+        "RestartService",
+        "WriteTargetDefinition",
+        "StartTarget",
+        "WaitServing",
+    }
+    for operation in operations:
+        assert operation_from_json(json.loads(json.dumps(operation.as_json()))) == operation
+        assert operation.describe()
+    assert CreateDrbdMetadata.destructive and InitializeDrbd.destructive and not WriteFile.destructive

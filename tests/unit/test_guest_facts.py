@@ -4,7 +4,6 @@ import subprocess
 from pathlib import Path
 
 from orchestrator.guest import layout
-from orchestrator.guest.apply import target_definition
 from orchestrator.guest.facts import (
     MARKER,
     DeployedSecrets,
@@ -16,7 +15,7 @@ from orchestrator.guest.facts import (
     ServicesFact,
     split,
 )
-from orchestrator.guest.render import Secrets, node_files
+from orchestrator.guest.render import Secrets, node_files, target_definition
 from orchestrator.plan import load_plan
 from tests.unit.conftest import EXAMPLE_PLAN
 

@@ -25,6 +25,7 @@ HOST_PREFIXES = ("/usr/", "/lib/", "/lib64/", "/bin/", "/sbin/", "/etc/", "/opt/
 # not on the host that runs vsa-orchestrate.
 GUEST_SIDE = (
     "orchestrator/guest/",
+    "orchestrator/stages/guest/",
     "orchestrator/status/",
     "tests/unit/test_guest_",
     "tests/unit/test_status_",

@@ -8,33 +8,41 @@ Changes come in phases, in this order:
    disk verified empty): metadata, skip the initial sync, the config filesystem;
 3. "node services" per node: heartbeat enabled and running, the target
    definition on the node that holds the config volume, the target running.
+The last change that starts or restarts heartbeat ends with WaitServing.
 Data safety: metadata is never created on a disk that has it or that holds
 any signature; nothing is forced primary except at first creation; a split
 brain (DRBD's handler left its marker and the resource does not replicate)
 is reported, never resolved.
 """
 
-import hashlib
-from dataclasses import dataclass
+from dataclasses import replace
 
 from orchestrator.changes import Attr, Change, Problem
 from orchestrator.guest import layout
-from orchestrator.guest.facts import NodeFacts
-from orchestrator.guest.render import NodeFile
+from orchestrator.guest.facts import REPLICATING, Disk, NodeFacts
+from orchestrator.guest.render import AUTHKEYS, Desired, drbd_config, sha256
+from orchestrator.operations import Operation
 from orchestrator.plan import Plan
+from orchestrator.stages.guest.operations import (
+    AllowDopd,
+    CreateDrbdMetadata,
+    DrbdAdjust,
+    DrbdConnect,
+    DrbdUp,
+    EnableService,
+    ForgetSplitBrain,
+    InitializeDrbd,
+    NodeDevices,
+    RestartService,
+    StartService,
+    StartTarget,
+    WaitServing,
+    WriteFile,
+    WriteTargetDefinition,
+)
 
 STAGE = "guest"
 DISK_ROLES = ("meta", "config", "data")
-
-
-@dataclass(frozen=True)
-class Desired:
-    files: dict[str, NodeFile]  # path -> file this node must hold
-    target_definition: str  # JSON kept on the config volume
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def stale_files(desired: Desired, facts: NodeFacts) -> list[str]:
@@ -53,16 +61,43 @@ def devices(facts: NodeFacts) -> dict[str, str] | None:
     return {role: disk.path for role, disk in zip(DISK_ROLES, facts.disks, strict=False)}
 
 
-def disk_problems(plan: Plan, node: str, facts: NodeFacts) -> list[Problem]:
-    if devices(facts) is None:
-        return [
-            Problem(
-                STAGE,
-                f"node {node}",
-                f"found {len(facts.disks)} data disk(s), expected meta, config and data; run the vms stage",
-            )
-        ]
-    return []
+def disk_problems(facts: dict[str, NodeFacts]) -> list[Problem]:
+    """Nodes without their three data disks: nothing can be rendered for them (checked once,
+    before the stage renders the desired files)."""
+    return [
+        Problem(
+            STAGE,
+            f"node {node}",
+            f"found {len(node_facts.disks)} data disk(s), expected meta, config and data; run the vms stage",
+        )
+        for node, node_facts in facts.items()
+        if devices(node_facts) is None
+    ]
+
+
+def metadata_refusal(
+    disks: list[Disk], metadata: dict[str, bool], resource: layout.DrbdResource
+) -> str | None:
+    """Why `resource` must not get new metadata on a node, or None (no metadata, disks blank)."""
+    if metadata.get(resource.name):
+        return f"{resource.name} has DRBD metadata already"
+    if len(disks) < len(DISK_ROLES):
+        return f"found {len(disks)} data disk(s), expected meta, config and data"
+    role_disk = disks[DISK_ROLES.index(resource.disk_role)]
+    if role_disk.signature is not None or disks[0].signature is not None:
+        return (
+            f"{resource.name} has no DRBD metadata but its {resource.disk_role} disk "
+            f"{role_disk.path} (/dev/{role_disk.name}) holds data "
+            f"({role_disk.signature or 'a signature on the meta disk'}); it is never overwritten"
+        )
+    return None
+
+
+def fresh_pair(facts: dict[str, tuple[list[Disk], dict[str, bool]]]) -> bool:
+    """Every node without any metadata and with every data disk free of signatures."""
+    no_metadata = all(not any(metadata.values()) for _, metadata in facts.values())
+    empty = all(disk.signature is None for disks, _ in facts.values() for disk in disks[: len(DISK_ROLES)])
+    return no_metadata and empty
 
 
 def diff(
@@ -70,30 +105,38 @@ def diff(
     desired: dict[str, Desired],
     facts: dict[str, NodeFacts],
 ) -> tuple[list[Change], list[Problem]]:
-    problems = [
-        problem for node, node_facts in facts.items() for problem in disk_problems(plan, node, node_facts)
-    ]
-    if problems:
-        return [], problems
+    """`desired` is rendered from these facts' disks, so every node has its three (disk_problems)."""
     fresh = _first_creation(facts)
-    problems += _metadata_problems(facts, fresh)
-    problems += _split_brain(facts)
+    problems = _metadata_problems(facts, fresh) + _split_brain(facts)
     if problems:
         return [], problems
-    changes = [change for node in facts if (change := _node_files(node, desired[node], facts, fresh))]
+    node_devices = tuple(
+        NodeDevices(node, **found) for node, node_facts in facts.items() if (found := devices(node_facts))
+    )
+    changes = [
+        change for node in facts if (change := _node_files(node, desired[node], facts, fresh, node_devices))
+    ]
     if fresh:
-        changes.append(_initialize(plan))
-    changes += [
+        changes.append(_initialize(plan, facts, desired))
+    services = [
         change for node in facts if (change := _node_services(node, desired[node], facts[node], fresh))
     ]
-    return changes, []
+    starts = [
+        index for index, change in enumerate(services) if any(map(_starts_heartbeat, change.operations))
+    ]
+    if starts:
+        last = services[starts[-1]]
+        services[starts[-1]] = replace(last, operations=(*last.operations, WaitServing()))
+    return changes + services, []
+
+
+def _starts_heartbeat(operation: Operation) -> bool:
+    return isinstance(operation, StartService | RestartService) and operation.unit == "heartbeat"
 
 
 def _first_creation(facts: dict[str, NodeFacts]) -> bool:
     """Both nodes without any metadata and with every data disk free of signatures."""
-    no_metadata = all(not any(node.metadata.values()) for node in facts.values())
-    empty = all(disk.signature is None for node in facts.values() for disk in node.disks[: len(DISK_ROLES)])
-    return no_metadata and empty
+    return fresh_pair({node: (node_facts.disks, node_facts.metadata) for node, node_facts in facts.items()})
 
 
 def _metadata_problems(facts: dict[str, NodeFacts], fresh: bool) -> list[Problem]:
@@ -104,23 +147,10 @@ def _metadata_problems(facts: dict[str, NodeFacts], fresh: bool) -> list[Problem
         for resource in layout.RESOURCES:
             if node_facts.metadata.get(resource.name):
                 continue
-            role_disk = node_facts.disks[DISK_ROLES.index(resource.disk_role)]
-            if role_disk.signature is not None or node_facts.disks[0].signature is not None:
-                problems.append(
-                    Problem(
-                        STAGE,
-                        f"node {node}",
-                        f"{resource.name} has no DRBD metadata but its {resource.disk_role} disk "
-                        f"{role_disk.path} (/dev/{role_disk.name}) holds data "
-                        f"({role_disk.signature or 'a signature on the meta disk'}); it is never "
-                        "overwritten. Check the disk by hand",
-                    )
-                )
+            refusal = metadata_refusal(node_facts.disks, node_facts.metadata, resource)
+            if refusal is not None:
+                problems.append(Problem(STAGE, f"node {node}", f"{refusal}. Check the disk by hand"))
     return problems
-
-
-# Connection states in which the two nodes replicate again: a split brain is over.
-REPLICATING = ("Connected", "SyncSource", "SyncTarget", "PausedSyncS", "PausedSyncT")
 
 
 def _connection(facts: NodeFacts, resource: layout.DrbdResource) -> str:
@@ -158,74 +188,75 @@ def _role(facts: NodeFacts, resource: layout.DrbdResource) -> str:
     return state.ro.split("/")[0] if state else "down"
 
 
-def _node_files(node: str, desired: Desired, facts: dict[str, NodeFacts], fresh: bool) -> Change | None:
+def _node_files(
+    node: str,
+    desired: Desired,
+    facts: dict[str, NodeFacts],
+    fresh: bool,
+    node_devices: tuple[NodeDevices, ...],
+) -> Change | None:
     node_facts = facts[node]
     attrs: list[Attr] = []
+    operations: list[Operation] = []
     writes = stale_files(desired, node_facts)
     for path in writes:
         file, current = desired.files[path], node_facts.files.get(path)
         before = None if current is None else f"sha256 {current[0][:12]}, mode {oct(current[1])}"
         after = f"sha256 {sha256(file.content)[:12]}, mode {oct(file.mode)}"
         attrs.append(Attr(path, before, after, sensitive=file.sensitive))
-    steps = ["write"] if writes else []
-    resolved = [
+        operations.append(
+            WriteFile(node, path, sha256(file.content), file.mode, file.sensitive, node_devices)
+        )
+    resolved = tuple(
         r.name
         for r in layout.RESOURCES
         if r.name in node_facts.split_brain and _connection(node_facts, r) in REPLICATING
-    ]
+    )
     for name in resolved:
         attrs.append(Attr(f"drbd {name} split-brain marker", "set (resolved since)", None))
     if resolved:
-        steps.append("forget_split_brain")
+        operations.append(ForgetSplitBrain(node, resolved))
     if not node_facts.services.dopd_ready:
         attrs.append(Attr("dopd may call drbdsetup/drbdmeta", None, "root:haclient 4750"))
-        steps.append("dopd")
+        operations.append(AllowDopd(node))
     create_md = [] if fresh else [r.name for r in layout.RESOURCES if not node_facts.metadata.get(r.name)]
     for name in create_md:
         attrs.append(
             Attr(f"drbd {name} metadata", None, "created (disk verified empty; full resync from peer)")
         )
     if create_md:
-        steps.append("create_md")
+        operations.append(CreateDrbdMetadata(node, tuple(create_md)))
     up, adjust, connect = [], [], []
     for resource in [] if fresh else layout.RESOURCES:
         state = node_facts.drbd.get(resource.minor)
         if state is None or state.cs == "Unconfigured":
             attrs.append(Attr(f"drbd {resource.name}", "down", "up"))
             up.append(resource.name)
-        elif f"/etc/drbd.d/{resource.name}.res" in writes:
+        elif drbd_config(resource) in writes:
             adjust.append(resource.name)  # a running resource takes changed settings online
         elif state.cs == "StandAlone":
             attrs.append(Attr(f"drbd {resource.name}", "StandAlone", "connected (resync follows)"))
             connect.append(resource.name)
     if up:
-        steps.append("up")
+        operations.append(DrbdUp(node, tuple(up)))
     if adjust:
-        steps.append("adjust")
+        operations.append(DrbdAdjust(node, tuple(adjust)))
     if connect:
-        steps.append("connect")
-    if not steps:
+        operations.append(DrbdConnect(node, tuple(connect)))
+    if not operations:
         return None
     return Change(
         stage=STAGE,
         action="update",
         resource=f"node {node} files",
         attrs=attrs,
-        steps=steps,
-        params={
-            "node": node,
-            "write": writes,
-            "create_md": create_md,
-            "up": up,
-            "adjust": adjust,
-            "connect": connect,
-            "resolved_split_brain": resolved,
-        },
+        operations=tuple(operations),
     )
 
 
-def _initialize(plan: Plan) -> Change:
+def _initialize(plan: Plan, facts: dict[str, NodeFacts], desired: dict[str, Desired]) -> Change:
     first = plan.storage_nodes[0].node
+    definition = sha256(desired[first].target_definition)
     return Change(
         stage=STAGE,
         action="create",
@@ -240,49 +271,84 @@ def _initialize(plan: Plan) -> Change:
                 f"{layout.CONFIG_FSTYPE} on {layout.CONFIG.device}, made on {first}",
             ),
         ],
-        steps=["create_md", "up", "skip_sync", "config_fs"],
-        params={"first": first},
+        operations=(InitializeDrbd(first, tuple(facts), definition),),
     )
 
 
 def _node_services(node: str, desired: Desired, facts: NodeFacts, fresh: bool) -> Change | None:
     attrs: list[Attr] = []
-    steps: list[str] = []
+    operations: list[Operation] = []
     services = facts.services
     if not services.drbd_enabled:
         # A rebooted node brings its DRBD resources up as Secondary by itself and resyncs.
         attrs.append(Attr("drbd at boot", False, True))
-        steps.append("enable_drbd")
+        operations.append(EnableService(node, "drbd"))
     if not services.heartbeat_enabled:
         attrs.append(Attr("heartbeat enabled", False, True))
-        steps.append("enable")
+        operations.append(EnableService(node, "heartbeat"))
     if not services.heartbeat_active:
         attrs.append(Attr("heartbeat", "stopped", "running"))
-        steps.append("start")
+        operations.append(StartService(node, "heartbeat"))
     elif any(desired.files[path].service == "heartbeat" for path in stale_files(desired, facts)):
         attrs.append(
             Attr("heartbeat", "running", "restarted (configuration changed; resources move briefly)")
         )
-        steps.append("restart")
+        operations.append(RestartService(node, "heartbeat"))
     if services.config_mounted and not fresh:
         current = facts.target_definition
-        if current != sha256(desired.target_definition):
+        wanted = sha256(desired.target_definition)
+        rewrite = current != wanted
+        if rewrite:
             attrs.append(
                 Attr(layout.TARGET_DEFINITION, current and current[:12], "rewritten", sensitive=True)
             )
-            steps.append("target_definition")
-        if not services.target_running or "target_definition" in steps:
+            operations.append(WriteTargetDefinition(node, wanted))
+        if not services.target_running or rewrite:
             attrs.append(
                 Attr("iSCSI target", "stopped" if not services.target_running else "stale", "running")
             )
-            steps.append("target")
-    if not steps:
+            operations.append(StartTarget(node))
+    if not operations:
         return None
     return Change(
         stage=STAGE,
         action="update",
         resource=f"node {node} services",
         attrs=attrs,
-        steps=steps,
-        params={"node": node},
+        operations=tuple(operations),
     )
+
+
+def deployed_secrets(facts: dict[str, NodeFacts], lost: list[str]) -> tuple[dict[str, str], list[Problem]]:
+    """The secrets the state folder lost, as the nodes use them. A problem when nodes
+    disagree, or when a node holds the secret's file but it could not be read back
+    (a new secret would rotate it on a working pair)."""
+    deployed, problems = {}, []
+    for name in lost:
+        values = {node_facts.secrets[name] for node_facts in facts.values() if name in node_facts.secrets}
+        unread = [
+            node
+            for node, node_facts in facts.items()
+            if _holds(node_facts, name) and name not in node_facts.secrets
+        ]
+        if len(values) > 1 or unread:
+            why = "use different ones" if len(values) > 1 else f"hold it unreadably ({', '.join(unread)})"
+            problems.append(
+                Problem(
+                    STAGE,
+                    f"secret {name}",
+                    f"the state folder has no {name} secret and the storage nodes {why}; "
+                    f"restore secrets/{name} in the state folder from a backup",
+                )
+            )
+        elif values:
+            deployed[name] = values.pop()
+    return deployed, problems
+
+
+def _holds(facts: NodeFacts, secret: str) -> bool:
+    """Whether the node has the file a secret is read back from."""
+    if secret == "chap":
+        return facts.target_definition is not None
+    path = {"drbd": drbd_config(layout.CONFIG), "heartbeat": AUTHKEYS}[secret]
+    return path in facts.files

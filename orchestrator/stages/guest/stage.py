@@ -1,0 +1,66 @@
+"""The `guest` stage: observe the two storage nodes over SSH, diff, apply.
+
+It needs no vSphere: nodes are reached at their iSCSI addresses, their host
+keys pinned from the state folder. Generated secrets (DRBD shared secret,
+heartbeat authkeys, CHAP) come from the state folder and are never rotated;
+they are resolved here, while planning, to render what the nodes must hold.
+"""
+
+from orchestrator.changes import Attr, Change, Problem
+from orchestrator.guest.render import Secrets, desired_state
+from orchestrator.guest.ssh import NodeShell
+from orchestrator.stages.contract import RunContext
+from orchestrator.stages.guest import apply, diff, facts
+from orchestrator.stages.guest.facts import GuestFacts
+
+
+def _pending(node: str) -> Change:
+    return Change(
+        stage="guest",
+        action="create",
+        resource=f"node {node}",
+        attrs=[
+            Attr("configuration", None, "DRBD, heartbeat and the iSCSI target, once the VM answers on SSH")
+        ],
+    )
+
+
+class GuestStage:
+    name = "guest"
+    needs_vsphere = False
+
+    def __init__(self) -> None:
+        self._opened: list[dict[str, NodeShell]] = []  # the runs' ctx.shells, closed by close()
+
+    def observe(self, ctx: RunContext) -> GuestFacts:
+        if all(ctx.shells is not opened for opened in self._opened):
+            self._opened.append(ctx.shells)
+        return facts.observe(ctx)
+
+    def diff(self, ctx: RunContext, observed: GuestFacts) -> tuple[list[Change], list[Problem]]:
+        if observed.pending:
+            return [_pending(node) for node in observed.pending], []
+        nodes = observed.nodes
+        problems = diff.disk_problems(nodes)
+        deployed, disagree = diff.deployed_secrets(nodes, list(observed.lost))
+        problems += disagree
+        if problems:
+            return [], problems
+        plan = ctx.plan
+        secrets = Secrets(
+            drbd=ctx.secret("drbd", deployed.get("drbd")),
+            heartbeat=ctx.secret("heartbeat", deployed.get("heartbeat")),
+            chap=ctx.secret("chap", deployed.get("chap")) if plan.target.chap else None,
+        )
+        node_devices = {node: found for node, f in nodes.items() if (found := diff.devices(f)) is not None}
+        return diff.diff(plan, desired_state(plan, secrets, node_devices), nodes)
+
+    def apply(self, ctx: RunContext, change: Change) -> None:
+        apply.apply(ctx, change)
+
+    def close(self) -> None:
+        for shells in self._opened:
+            for shell in shells.values():
+                shell.close()
+            shells.clear()
+        self._opened.clear()
