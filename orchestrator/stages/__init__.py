@@ -14,15 +14,15 @@ from orchestrator.changes import Change, Problem
 from orchestrator.guest.stage import GuestStage
 from orchestrator.identity import node_identity, ssh_public_key
 from orchestrator.plan import Plan
+from orchestrator.stages.cluster import apply as cluster_apply
+from orchestrator.stages.cluster import diff as cluster
 from orchestrator.stages.contract import RunContext, Stage
+from orchestrator.stages.datastore import apply as datastore_apply
+from orchestrator.stages.datastore import diff as datastore
 from orchestrator.stages.iscsi.stage import IscsiStage
 from orchestrator.state import HostKey
 from orchestrator.vsphere import (
     autostart,
-    cluster,
-    cluster_apply,
-    datastore,
-    datastore_apply,
     guest_liveness,
     storage_vm_apply,
     storage_vms,

@@ -10,9 +10,11 @@ from typing import Any
 from pyVmomi import vim
 
 from orchestrator.plan import ISCSI_PORT, Plan
+from orchestrator.stages.cluster import diff as cluster
+from orchestrator.stages.datastore import diff as datastore
 from orchestrator.stages.iscsi import facts as iscsi
 from orchestrator.status.model import ClusterView, DatastoreView, HostView, PathView
-from orchestrator.vsphere import cluster, datastore, storage_vms
+from orchestrator.vsphere import storage_vms
 from orchestrator.vsphere.inventory import Inventory
 from orchestrator.vsphere.vm_facts import VmFact
 

@@ -9,7 +9,7 @@ from pyVmomi import vim
 from orchestrator.changes import Change
 from orchestrator.plan import Plan
 from orchestrator.progress import Reporter
-from orchestrator.vsphere.cluster import DAS_OVERRIDE, DRS_OVERRIDE, das_config, planned
+from orchestrator.stages.cluster.diff import DAS_OVERRIDE, DRS_OVERRIDE, das_config, planned
 from orchestrator.vsphere.inventory import Inventory
 from orchestrator.vsphere.session import Session, transient_retry
 from orchestrator.vsphere.tasks import run_task
