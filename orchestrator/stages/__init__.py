@@ -17,8 +17,7 @@ from orchestrator.plan import Plan
 from orchestrator.stages.cluster import apply as cluster_apply
 from orchestrator.stages.cluster import diff as cluster
 from orchestrator.stages.contract import RunContext, Stage
-from orchestrator.stages.datastore import apply as datastore_apply
-from orchestrator.stages.datastore import diff as datastore
+from orchestrator.stages.datastore.stage import DatastoreStage
 from orchestrator.stages.iscsi.stage import IscsiStage
 from orchestrator.state import HostKey
 from orchestrator.vsphere import (
@@ -116,24 +115,6 @@ def deployed_host_key(vm: VmFact | None) -> HostKey | None:
         return HostKey(keys["ed25519_private"], keys["ed25519_public"])
     except (ValueError, KeyError, TypeError):
         return None
-
-
-class DatastoreStage:
-    needs_vsphere = True
-
-    def close(self) -> None:
-        pass
-
-    name = "datastore"
-
-    def observe(self, ctx: RunContext) -> None:
-        return None
-
-    def diff(self, ctx: RunContext, observed: None) -> tuple[list[Change], list[Problem]]:
-        return datastore.diff(ctx.plan, datastore.observe(ctx.plan, ctx.snapshot))
-
-    def apply(self, ctx: RunContext, change: Change) -> None:
-        datastore_apply.apply(ctx.vsphere, ctx.plan, change, ctx.reporter)
 
 
 class ClusterStage:

@@ -11,7 +11,7 @@ from pyVmomi import vim
 
 from orchestrator.plan import ISCSI_PORT, Plan
 from orchestrator.stages.cluster import diff as cluster
-from orchestrator.stages.datastore import diff as datastore
+from orchestrator.stages.datastore import facts as datastore
 from orchestrator.stages.iscsi import facts as iscsi
 from orchestrator.status.model import ClusterView, DatastoreView, HostView, PathView
 from orchestrator.vsphere import storage_vms

@@ -1,90 +1,28 @@
-"""The `datastore` stage: one VMFS datastore on our LUN, mounted on every host.
+"""The `datastore` diff, pure: (plan, facts) -> changes and problems.
 
-The LUN is known by its naa id (the `iscsi` stage makes every host see it).
-A datastore whose VMFS extent is that LUN is ours, whatever its name (a name
-other than the plan's is refused unless datastore.rename says to rename it).
-With none, the datastore is created once, on one host, and the other hosts
-rescan until they mount it. A LUN is never formatted when it carries VMFS or
-any partition: the executor re-checks QueryAvailableDisksForVmfs right before.
+One VMFS datastore on our LUN, mounted on every host. A datastore whose VMFS
+extent is our LUN is ours, whatever its name (a name other than the plan's is
+refused unless datastore.rename says to rename it). With none, the datastore
+is created once, on one host (CreateVmfs, which re-checks the LUN right before
+formatting it), and the other hosts rescan until they mount it. A LUN is never
+formatted when it carries VMFS or any partition.
 """
 
-from dataclasses import dataclass, field
-
-from pyVmomi import vim
-
 from orchestrator.changes import Attr, Change, Problem
+from orchestrator.operations import Operation
 from orchestrator.plan import Plan
-from orchestrator.stages.iscsi import facts as iscsi
-from orchestrator.vsphere.inventory import Inventory
+from orchestrator.stages.datastore.facts import DatastoreFacts, DsHost, VmfsDatastore
+from orchestrator.stages.datastore.operations import (
+    CreateVmfs,
+    MountOn,
+    MountVmfs,
+    RenameDatastore,
+    RequireLun,
+    RescanVmfs,
+    WaitMounted,
+)
 
 STAGE = "datastore"
-
-
-@dataclass(frozen=True)
-class DsHost:
-    name: str
-    host_id: str
-    storage_id: str
-    datastore_system_id: str
-    lun: str | None
-
-
-@dataclass(frozen=True)
-class VmfsDatastore:
-    id: str
-    name: str
-    uuid: str
-    naa: str | None
-    mounts: dict[str, tuple[bool, bool]] = field(default_factory=dict)  # host id -> (mounted, accessible)
-
-
-@dataclass
-class DatastoreFacts:
-    hosts: list[DsHost]
-    datastores: list[VmfsDatastore]
-
-
-def observe(plan: Plan, inventory: Inventory) -> DatastoreFacts:
-    hosts = []
-    for entry in plan.hosts:
-        host = inventory.named(vim.HostSystem, entry.esxi)
-        if host is None:
-            continue  # the iscsi stage reports unknown hosts
-        state = iscsi.host_iscsi(
-            plan.iqn,
-            entry.esxi,
-            host.id,
-            host.get("configManager.storageSystem"),
-            host.get("config.storageDevice"),
-        )
-        hosts.append(
-            DsHost(
-                name=entry.esxi,
-                host_id=host.id,
-                storage_id=state.storage_id or "",
-                datastore_system_id=host.get("configManager.datastoreSystem")._moId,
-                lun=state.lun,
-            )
-        )
-    datastores = []
-    for ds in inventory.of_type(vim.Datastore):
-        info = ds.get("info")
-        if not isinstance(info, vim.host.VmfsDatastoreInfo) or info.vmfs is None:
-            continue
-        extents = info.vmfs.extent or []
-        datastores.append(
-            VmfsDatastore(
-                id=ds.id,
-                name=ds.name,
-                uuid=info.vmfs.uuid,
-                naa=extents[0].diskName if extents else None,
-                mounts={
-                    mount.key._moId: (bool(mount.mountInfo.mounted), bool(mount.mountInfo.accessible))
-                    for mount in ds.get("host") or []
-                },
-            )
-        )
-    return DatastoreFacts(hosts=hosts, datastores=datastores)
 
 
 def diff(plan: Plan, facts: DatastoreFacts) -> tuple[list[Change], list[Problem]]:
@@ -97,12 +35,12 @@ def diff(plan: Plan, facts: DatastoreFacts) -> tuple[list[Change], list[Problem]
             "present the same NAA/serial; fix the target identity before any datastore is touched"
         )
         return [], [Problem(STAGE, resource, message)]
-    naa = luns[0] if luns else None
     named = next((ds for ds in facts.datastores if ds.name == name), None)
-    if naa is None:
+    if not luns:
         if named is not None:
             return [], []  # the LUN is not visible yet; the iscsi stage shows the rescan
         return [_create(plan, None, None, [])], []
+    naa = luns[0]
     ours = [ds for ds in facts.datastores if ds.naa == naa]
     if not ours:
         if named is not None:
@@ -114,43 +52,50 @@ def diff(plan: Plan, facts: DatastoreFacts) -> tuple[list[Change], list[Problem]
             )
             return [], [Problem(STAGE, resource, message)]
         creator = next(host for host in facts.hosts if host.lun == naa)
-        others = [_mount_params(host, unmounted=False) for host in facts.hosts if host is not creator]
+        others = [host for host in facts.hosts if host.host_id != creator.host_id]
         return [_create(plan, naa, creator, others)], []
-    ds = ours[0]
-    return _update(plan, facts, ds, resource)
+    return _update(plan, facts, ours[0], naa, resource)
 
 
-def _mount_params(host: DsHost, unmounted: bool) -> dict[str, str | bool]:
-    return {"host": host.name, "host_id": host.host_id, "storage": host.storage_id, "unmounted": unmounted}
-
-
-def _create(plan: Plan, naa: str | None, creator: DsHost | None, others: list[dict]) -> Change:
+def _create(plan: Plan, naa: str | None, creator: DsHost | None, others: list[DsHost]) -> Change:
+    name = plan.datastore.name
+    operations: list[Operation] = []
+    if naa is None or creator is None:
+        operations.append(RequireLun(plan.iqn))
+    else:
+        operations.append(
+            CreateVmfs(
+                host=creator.name,
+                storage=creator.storage_id,
+                datastore_system=creator.datastore_system_id,
+                naa=naa,
+                name=name,
+                iqn=plan.iqn,
+            )
+        )
+        operations += [RescanVmfs(host.name, host.storage_id) for host in others]
+        if others:
+            hosts = tuple(MountOn(host.name, host.host_id) for host in others)
+            operations.append(WaitMounted(name=name, naa=naa, hosts=hosts, datastore=None))
     on = naa or f"the LUN of {plan.iqn}, once the iscsi stage makes it visible"
     return Change(
         stage=STAGE,
         action="create",
-        resource=f"datastore {plan.datastore.name}",
+        resource=f"datastore {name}",
         attrs=[
             Attr("device", None, on),
             Attr("filesystem", None, "VMFS 6"),
             Attr("formatted on", None, creator.name if creator else "the first host that sees the LUN"),
         ],
-        steps=["format", "mount"],
-        params={
-            "naa": naa,
-            "creator": creator.name if creator else None,
-            "storage": creator.storage_id if creator else None,
-            "datastore_system": creator.datastore_system_id if creator else None,
-            "hosts": others,
-        },
+        operations=tuple(operations),
     )
 
 
 def _update(
-    plan: Plan, facts: DatastoreFacts, ds: VmfsDatastore, resource: str
+    plan: Plan, facts: DatastoreFacts, ds: VmfsDatastore, naa: str, resource: str
 ) -> tuple[list[Change], list[Problem]]:
     attrs: list[Attr] = []
-    steps: list[str] = []
+    operations: list[Operation] = []
     if ds.name != plan.datastore.name:
         if not plan.datastore.rename:
             message = (
@@ -159,17 +104,24 @@ def _update(
             )
             return [], [Problem(STAGE, resource, message)]
         attrs.append(Attr("name", ds.name, plan.datastore.name))
-        steps.append("rename")
-    remount = []
+        operations.append(RenameDatastore(ds.id, plan.datastore.name))
+    remount: list[MountOn] = []
     for host in facts.hosts:
         mounted, accessible = ds.mounts.get(host.host_id, (False, False))
-        if not (mounted and accessible):
-            before = "not mounted" if not mounted else "mounted, inaccessible"
-            attrs.append(Attr(f"on {host.name}", before, "mounted, accessible"))
-            remount.append(_mount_params(host, unmounted=host.host_id in ds.mounts and not mounted))
+        if mounted and accessible:
+            continue
+        before = "not mounted" if not mounted else "mounted, inaccessible"
+        attrs.append(Attr(f"on {host.name}", before, "mounted, accessible"))
+        if host.host_id in ds.mounts and not mounted:
+            operations.append(MountVmfs(host.name, host.storage_id, ds.uuid))
+        else:
+            operations.append(RescanVmfs(host.name, host.storage_id))
+        remount.append(MountOn(host.name, host.host_id))
     if remount:
-        steps.append("mount")
-    if not steps:
+        operations.append(
+            WaitMounted(name=plan.datastore.name, naa=naa, hosts=tuple(remount), datastore=ds.id)
+        )
+    if not operations:
         return [], []
     return [
         Change(
@@ -177,7 +129,6 @@ def _update(
             action="update",
             resource=resource,
             attrs=attrs,
-            steps=steps,
-            params={"datastore": ds.id, "uuid": ds.uuid, "naa": ds.naa, "hosts": remount},
+            operations=tuple(operations),
         )
     ], []
