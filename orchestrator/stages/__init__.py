@@ -14,8 +14,7 @@ from orchestrator.changes import Change, Problem
 from orchestrator.guest.stage import GuestStage
 from orchestrator.identity import node_identity, ssh_public_key
 from orchestrator.plan import Plan
-from orchestrator.stages.cluster import apply as cluster_apply
-from orchestrator.stages.cluster import diff as cluster
+from orchestrator.stages.cluster.stage import ClusterStage
 from orchestrator.stages.contract import RunContext, Stage
 from orchestrator.stages.datastore.stage import DatastoreStage
 from orchestrator.stages.iscsi.stage import IscsiStage
@@ -115,32 +114,6 @@ def deployed_host_key(vm: VmFact | None) -> HostKey | None:
         return HostKey(keys["ed25519_private"], keys["ed25519_public"])
     except (ValueError, KeyError, TypeError):
         return None
-
-
-class ClusterStage:
-    needs_vsphere = True
-
-    def close(self) -> None:
-        pass
-
-    name = "cluster"
-
-    def observe(self, ctx: RunContext) -> None:
-        return None
-
-    def diff(self, ctx: RunContext, observed: None) -> tuple[list[Change], list[Problem]]:
-        if ctx.plan.cluster is None:
-            ctx.notes.append("stage cluster: the plan has no [cluster]; skipped")
-            return [], []
-        if ctx.vsphere.content.about.apiType != "VirtualCenter":
-            ctx.notes.append(
-                "stage cluster: connected to an ESXi host, not vCenter; clusters need vCenter; skipped"
-            )
-            return [], []
-        return cluster.diff(ctx.plan, cluster.observe(ctx.plan, ctx.snapshot))
-
-    def apply(self, ctx: RunContext, change: Change) -> None:
-        cluster_apply.apply(ctx.vsphere, ctx.plan, ctx.snapshot, change, ctx.reporter)
 
 
 STAGES: dict[str, Stage[Any]] = {

@@ -10,7 +10,7 @@ from typing import Any
 from pyVmomi import vim
 
 from orchestrator.plan import ISCSI_PORT, Plan
-from orchestrator.stages.cluster import diff as cluster
+from orchestrator.stages.cluster import facts as cluster
 from orchestrator.stages.datastore import facts as datastore
 from orchestrator.stages.iscsi import facts as iscsi
 from orchestrator.status.model import ClusterView, DatastoreView, HostView, PathView
@@ -102,8 +102,8 @@ def observe_cluster(plan: Plan, inventory: Inventory, api_type: str) -> ClusterV
         ha_enabled=facts.ha_enabled,
         host_monitoring=facts.host_monitoring,
         hosts_outside=[
-            name
-            for name, host_id, parent in facts.hosts
-            if host_id is not None and (facts.cluster_id is None or parent != facts.cluster_id)
+            host.name
+            for host in facts.hosts
+            if host.host_id is not None and (facts.cluster_id is None or host.parent != facts.cluster_id)
         ],
     )

@@ -1,5 +1,6 @@
 """Executor of the `cluster` stage: create the cluster, move hosts in, and
-merge HA settings and the storage VMs' overrides (modify=True keeps the rest)."""
+merge the HA configuration and the storage VMs' overrides (modify=True keeps
+everything else the cluster has)."""
 
 import logging
 from typing import Any
@@ -7,58 +8,108 @@ from typing import Any
 from pyVmomi import vim
 
 from orchestrator.changes import Change
-from orchestrator.plan import Plan
-from orchestrator.progress import Reporter
-from orchestrator.stages.cluster.diff import DAS_OVERRIDE, DRS_OVERRIDE, das_config, planned
-from orchestrator.vsphere.inventory import Inventory
-from orchestrator.vsphere.session import Session, transient_retry
+from orchestrator.executors import VSPHERE, run_operations
+from orchestrator.stages.cluster.facts import HB_OPTION
+from orchestrator.stages.cluster.operations import (
+    ClusterRef,
+    ConfigureHa,
+    CreateCluster,
+    DasOverride,
+    DrsOverride,
+    MoveHostsIntoCluster,
+    SetVmOverrides,
+)
+from orchestrator.stages.contract import RunContext
+from orchestrator.vsphere.session import VSphereError, required, transient_retry
 from orchestrator.vsphere.tasks import run_task
 
 log = logging.getLogger(__name__)
 
 
-def apply(session: Session, plan: Plan, inventory: Inventory, change: Change, reporter: Reporter) -> None:
-    params = change.params
-    name = planned(plan).name
-    if "create" in change.steps:
-        log.info("CreateClusterEx %s", name)
-        spec = vim.cluster.ConfigSpecEx(dasConfig=das_config(plan))
-        cluster = transient_retry(inventory.host_folder.CreateClusterEx)(name, spec)
-    else:
-        cluster = vim.ClusterComputeResource(params["cluster"], session.stub)
-    if "move_hosts" in change.steps:
-        hosts = [vim.HostSystem(host_id, session.stub) for host_id in params["hosts"]]
-        run_task(
-            reporter, f"move {len(hosts)} host(s) into cluster {name}", lambda: cluster.MoveInto_Task(hosts)
-        )
-    spec = vim.cluster.ConfigSpecEx(
-        dasConfig=das_config(plan),
-        dasVmConfigSpec=[
-            _das(vm, exists, session) for kind, vm, exists in params["overrides"] if kind == "das"
-        ],
-        drsVmConfigSpec=[
-            _drs(vm, exists, session) for kind, vm, exists in params["overrides"] if kind == "drs"
-        ],
+def das_config(ha: bool) -> Any:
+    if not ha:
+        return vim.cluster.DasConfigInfo(enabled=False)
+    return vim.cluster.DasConfigInfo(
+        enabled=True,
+        hostMonitoring="enabled",
+        option=[vim.option.OptionValue(key=HB_OPTION, value="true")],
     )
+
+
+def _cluster(ctx: RunContext, ref: ClusterRef) -> Any:
+    """The cluster an operation names: by its id, or (created in this change) by name in its folder."""
+    stub = ctx.vsphere.stub
+    if ref.id is not None:
+        return vim.ClusterComputeResource(ref.id, stub)
+    search = required(ctx.vsphere.content.searchIndex, "searchIndex")
+    found = transient_retry(search.FindChild)(vim.Folder(ref.folder, stub), ref.name)
+    if not isinstance(found, vim.ClusterComputeResource):
+        raise VSphereError(f"cluster {ref.name}: not found in the host folder after creating it; rerun")
+    return found
+
+
+def _reconfigure(ctx: RunContext, ref: ClusterRef, spec: Any) -> None:
+    cluster = _cluster(ctx, ref)
     run_task(
-        reporter, f"reconfigure cluster {name}", lambda: cluster.ReconfigureComputeResource_Task(spec, True)
+        ctx.reporter,
+        f"reconfigure cluster {ref.name}",
+        lambda: cluster.ReconfigureComputeResource_Task(spec, True),
     )
 
 
-def _das(vm_id: str, exists: bool, session: Session) -> Any:
-    priority, isolation, monitoring = DAS_OVERRIDE
+@VSPHERE.handles(CreateCluster)
+def create_cluster(op: CreateCluster, ctx: RunContext) -> None:
+    log.info("CreateClusterEx %s", op.cluster.name)
+    folder = vim.Folder(op.cluster.folder, ctx.vsphere.stub)
+    spec = vim.cluster.ConfigSpecEx(dasConfig=das_config(op.ha))
+    transient_retry(folder.CreateClusterEx)(op.cluster.name, spec)
+
+
+@VSPHERE.handles(MoveHostsIntoCluster)
+def move_hosts(op: MoveHostsIntoCluster, ctx: RunContext) -> None:
+    cluster = _cluster(ctx, op.cluster)
+    hosts = [vim.HostSystem(host.host_id, ctx.vsphere.stub) for host in op.hosts]
+    run_task(
+        ctx.reporter,
+        f"move {len(hosts)} host(s) into cluster {op.cluster.name}",
+        lambda: cluster.MoveInto_Task(hosts),
+    )
+
+
+@VSPHERE.handles(ConfigureHa)
+def configure_ha(op: ConfigureHa, ctx: RunContext) -> None:
+    _reconfigure(ctx, op.cluster, vim.cluster.ConfigSpecEx(dasConfig=das_config(op.ha)))
+
+
+@VSPHERE.handles(SetVmOverrides)
+def set_vm_overrides(op: SetVmOverrides, ctx: RunContext) -> None:
+    stub = ctx.vsphere.stub
+    spec = vim.cluster.ConfigSpecEx(
+        dasVmConfigSpec=[_das(override, stub) for override in op.das],
+        drsVmConfigSpec=[_drs(override, stub) for override in op.drs],
+    )
+    _reconfigure(ctx, op.cluster, spec)
+
+
+def _das(override: DasOverride, stub: Any) -> Any:
+    wanted = override.settings
     settings = vim.cluster.DasVmSettings(
-        restartPriority=priority,
-        isolationResponse=isolation,
-        vmToolsMonitoringSettings=vim.cluster.VmToolsMonitoringSettings(vmMonitoring=monitoring),
+        restartPriority=wanted.restart_priority,
+        isolationResponse=wanted.isolation_response,
+        vmToolsMonitoringSettings=vim.cluster.VmToolsMonitoringSettings(vmMonitoring=wanted.vm_monitoring),
     )
-    info = vim.cluster.DasVmConfigInfo(key=vim.VirtualMachine(vm_id, session.stub), dasSettings=settings)
-    return vim.cluster.DasVmConfigSpec(operation="edit" if exists else "add", info=info)
+    info = vim.cluster.DasVmConfigInfo(key=vim.VirtualMachine(override.vm, stub), dasSettings=settings)
+    return vim.cluster.DasVmConfigSpec(operation=override.operation, info=info)
 
 
-def _drs(vm_id: str, exists: bool, session: Session) -> Any:
-    enabled, behavior = DRS_OVERRIDE
+def _drs(override: DrsOverride, stub: Any) -> Any:
     info = vim.cluster.DrsVmConfigInfo(
-        key=vim.VirtualMachine(vm_id, session.stub), enabled=enabled, behavior=behavior
+        key=vim.VirtualMachine(override.vm, stub),
+        enabled=override.settings.enabled,
+        behavior=override.settings.behavior,
     )
-    return vim.cluster.DrsVmConfigSpec(operation="edit" if exists else "add", info=info)
+    return vim.cluster.DrsVmConfigSpec(operation=override.operation, info=info)
+
+
+def apply(ctx: RunContext, change: Change) -> None:
+    run_operations(ctx, change)
