@@ -8,14 +8,15 @@ from typing import Any
 
 from pyVmomi import vim
 
-from orchestrator.changes import Change, Problem
+from orchestrator.changes import Problem
 from orchestrator.plan import Plan
-from orchestrator.stages.contract import RunContext, Stage
+from orchestrator.stages.cluster.stage import ClusterStage
+from orchestrator.stages.contract import Stage
+from orchestrator.stages.datastore.stage import DatastoreStage
 from orchestrator.stages.guest.stage import GuestStage
 from orchestrator.stages.iscsi.stage import IscsiStage
 from orchestrator.stages.vms.facts import deployed_host_key
 from orchestrator.stages.vms.stage import VmsStage
-from orchestrator.vsphere import cluster, cluster_apply, datastore, datastore_apply
 from orchestrator.vsphere.inventory import Inventory
 
 
@@ -32,50 +33,6 @@ def missing_hosts(plan: Plan, inventory: Inventory) -> list[Problem]:
         for entry in plan.hosts
         if entry.esxi not in known
     ]
-
-
-class DatastoreStage:
-    needs_vsphere = True
-
-    def close(self) -> None:
-        pass
-
-    name = "datastore"
-
-    def observe(self, ctx: RunContext) -> None:
-        return None
-
-    def diff(self, ctx: RunContext, observed: None) -> tuple[list[Change], list[Problem]]:
-        return datastore.diff(ctx.plan, datastore.observe(ctx.plan, ctx.snapshot))
-
-    def apply(self, ctx: RunContext, change: Change) -> None:
-        datastore_apply.apply(ctx.vsphere, ctx.plan, change, ctx.reporter)
-
-
-class ClusterStage:
-    needs_vsphere = True
-
-    def close(self) -> None:
-        pass
-
-    name = "cluster"
-
-    def observe(self, ctx: RunContext) -> None:
-        return None
-
-    def diff(self, ctx: RunContext, observed: None) -> tuple[list[Change], list[Problem]]:
-        if ctx.plan.cluster is None:
-            ctx.notes.append("stage cluster: the plan has no [cluster]; skipped")
-            return [], []
-        if ctx.vsphere.content.about.apiType != "VirtualCenter":
-            ctx.notes.append(
-                "stage cluster: connected to an ESXi host, not vCenter; clusters need vCenter; skipped"
-            )
-            return [], []
-        return cluster.diff(ctx.plan, cluster.observe(ctx.plan, ctx.snapshot))
-
-    def apply(self, ctx: RunContext, change: Change) -> None:
-        cluster_apply.apply(ctx.vsphere, ctx.plan, ctx.snapshot, change, ctx.reporter)
 
 
 __all__ = ["STAGES", "deployed_host_key", "missing_hosts"]

@@ -10,10 +10,11 @@ from typing import Any
 from pyVmomi import vim
 
 from orchestrator.plan import ISCSI_PORT, Plan
+from orchestrator.stages.cluster import facts as cluster
+from orchestrator.stages.datastore import facts as datastore
 from orchestrator.stages.iscsi import facts as iscsi
 from orchestrator.stages.vms import facts as vms_facts
 from orchestrator.status.model import ClusterView, DatastoreView, HostView, PathView
-from orchestrator.vsphere import cluster, datastore
 from orchestrator.vsphere.inventory import Inventory
 from orchestrator.vsphere.vm_facts import VmFact
 
@@ -101,8 +102,8 @@ def observe_cluster(plan: Plan, inventory: Inventory, api_type: str) -> ClusterV
         ha_enabled=facts.ha_enabled,
         host_monitoring=facts.host_monitoring,
         hosts_outside=[
-            name
-            for name, host_id, parent in facts.hosts
-            if host_id is not None and (facts.cluster_id is None or parent != facts.cluster_id)
+            host.name
+            for host in facts.hosts
+            if host.host_id is not None and (facts.cluster_id is None or host.parent != facts.cluster_id)
         ],
     )

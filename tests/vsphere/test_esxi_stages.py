@@ -5,9 +5,18 @@ import pytest
 import requests
 from pyVmomi import vim
 
+from orchestrator.executors import VSPHERE
 from orchestrator.guest.render import lun_naa
+from orchestrator.logs import Redactor
 from orchestrator.plan import load_plan
+from orchestrator.progress import Reporter
+from orchestrator.stages.contract import RunContext
+from orchestrator.stages.datastore import diff as datastore_diff
+from orchestrator.stages.datastore import facts as datastore_facts
+from orchestrator.stages.datastore.operations import CreateVmfs
 from orchestrator.stages.iscsi import apply as iscsi_apply
+from orchestrator.state import StateDir
+from orchestrator.vsphere.session import VSphereError, connect
 from tests.vsphere.conftest import Site, vsa, wait_task
 from tests.vsphere.portal import stop_portal
 
@@ -301,3 +310,59 @@ def test_drs_on_gets_drs_overrides_for_the_storage_vms(deployed: Site, capsys):
         entry.key.name: (entry.enabled, entry.behavior) for entry in vsa_cluster.configurationEx.drsVmConfig
     }
     assert drs == {"vsa-node1": (False, "manual"), "vsa-node2": (False, "manual")}
+
+
+@pytest.fixture
+def planned_create(site: Site, capsys) -> tuple[RunContext, CreateVmfs]:
+    """Every host logged in to the LUN, and the datastore stage's CreateVmfs as planned then."""
+    assert vsa(site.plan, "--only", "iscsi", "--yes") == 0
+    capsys.readouterr()
+    plan = load_plan(site.plan)
+    ctx = RunContext(
+        plan=plan,
+        session=connect(plan, plan.resolve_password()),
+        state=StateDir(plan.state_dir, persist=False),
+        reporter=Reporter(None),
+        allow_destroy=frozenset(),
+        redactor=Redactor(),
+    )
+    ctx.refresh()
+    [change], problems = datastore_diff.diff(plan, datastore_facts.observe(plan, ctx.snapshot))
+    assert problems == []
+    create = change.operations[0]
+    assert isinstance(create, CreateVmfs) and create.naa == lun_naa(plan)
+    yield ctx, create
+    ctx.vsphere.close()
+
+
+def test_create_vmfs_refuses_when_the_device_is_no_longer_our_lun(site: Site, planned_create):
+    ctx, create = planned_create
+    stop_portal(site.info, VIP)  # the LUN goes away between the plan and its apply
+    storage = site.host(create.host).configManager.storageSystem
+    storage.RescanHba(adapter(site, create.host).device)
+    site.info.reset_calls()
+    with pytest.raises(
+        VSphereError, match=f"{create.naa} is no longer the LUN of {IQN}.*nothing was formatted"
+    ):
+        VSPHERE.run(create, ctx)
+    assert "QueryAvailableDisksForVmfs" not in site.info.calls()["methods"]
+    assert site.tasks_since_reset() == {}
+    assert datastore(site) is None
+
+
+def test_create_vmfs_refuses_a_lun_someone_formatted_after_the_plan(site: Site, planned_create):
+    ctx, create = planned_create
+    requests.post(
+        f"{site.info.control_url}/portals/{VIP}/foreign-vmfs", json={}, timeout=10
+    ).raise_for_status()
+    site.info.reset_calls()
+    with pytest.raises(VSphereError, match=f"LUN {create.naa} is not free for VMFS"):
+        VSPHERE.run(create, ctx)
+    assert site.tasks_since_reset() == {}
+    assert portal(site)["formats"] == 0
+
+
+def test_datastore_alone_before_any_host_sees_the_lun_is_one_line(site: Site, capsys):
+    assert vsa(site.plan, "--only", "datastore", "--yes") == 1
+    assert f"error: no host sees the LUN of {IQN}; run the iscsi stage first" in capsys.readouterr().err
+    assert portal(site)["formats"] == 0
