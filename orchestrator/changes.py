@@ -51,8 +51,6 @@ class Change:
     action: Action
     resource: str
     attrs: list[Attr] = field(default_factory=list)
-    steps: list[str] = field(default_factory=list)
-    params: dict[str, Any] = field(default_factory=dict)
     note: str | None = None
     operations: tuple[Operation, ...] = ()
 
@@ -69,7 +67,6 @@ class Change:
                 }
                 for attr in self.attrs
             ],
-            "steps": self.steps,
             "operations": [operation.as_json() for operation in self.operations],
             "note": self.note,
         }

@@ -239,7 +239,9 @@ def _apply_stage(
             )
     applied = []
     for change in changes:
-        log.info("applying %s %s: %s", change.action, change.resource, change.steps)
+        log.info("applying %s %s", change.action, change.resource)
+        for operation in change.operations:
+            log.info("  %s", operation.describe())
         stage.apply(ctx, change)
         applied.append(change.as_json())
     seconds = time.monotonic() - began
