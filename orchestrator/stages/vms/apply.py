@@ -306,7 +306,17 @@ def _device_spec(edit: DeviceEdit, current: dict[int, Any], controller_key: int,
         disk.capacityInBytes = edit.size_kb * 1024
         return Device.VirtualDeviceSpec(operation=Op.edit, device=disk)
     if isinstance(edit, RemoveDisk):
-        spec = Device.VirtualDeviceSpec(operation=Op.remove, device=current[edit.key])
+        disk = current.get(edit.key)
+        if disk is None:
+            raise VSphereError(f"disk {edit.key} is gone since the diff; nothing was changed, rerun")
+        if edit.destroy:
+            now = (getattr(disk.backing, "fileName", None), disk.capacityInKB)
+            if now != (edit.file, edit.capacity_kb):
+                raise VSphereError(
+                    f"refusing to destroy disk {edit.key}: it is {now[0]} at {now[1]} KB, not {edit.file} "
+                    f"at {edit.capacity_kb} KB as the diff decided; nothing was changed, rerun"
+                )
+        spec = Device.VirtualDeviceSpec(operation=Op.remove, device=disk)
         if edit.destroy:
             spec.fileOperation = Device.VirtualDeviceSpec.FileOperation.destroy
         return spec

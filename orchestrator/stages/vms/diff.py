@@ -443,7 +443,7 @@ def _diff_disks(
             edits.attrs.append(
                 Attr(label, _gb(current.capacity_kb), f"{_gb(size_kb)} (replaced, data destroyed)")
             )
-            edits.devices += [RemoveDisk(current.key, destroy=True), add]
+            edits.devices += [RemoveDisk(current.key, True, current.file, current.capacity_kb), add]
 
 
 def _diff_nics(

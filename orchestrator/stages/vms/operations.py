@@ -64,8 +64,14 @@ class GrowDisk:
 
 @dataclass(frozen=True)
 class RemoveDisk:
+    """With destroy, the file goes too (a disk replaced by an empty one, under
+    --allow-destroy): the handler first re-reads that the device still is this
+    file at this size, the disk the diff decided on."""
+
     key: int
-    destroy: bool  # the file too (a disk replaced by an empty one)
+    destroy: bool
+    file: str = ""
+    capacity_kb: int = 0
     kind: Literal["remove_disk"] = "remove_disk"
 
     def __str__(self) -> str:
