@@ -7,6 +7,10 @@ external, indexed metadata on the meta disk.
 
 from dataclasses import dataclass
 
+# The storage VM's data disks, in order: SCSI units 0, 1, 2 on its data bus, and
+# the order the node lists them by their stable paths.
+DISK_ROLES = ("meta", "config", "data")
+
 
 @dataclass(frozen=True)
 class DrbdResource:
@@ -14,7 +18,7 @@ class DrbdResource:
     minor: int
     port: int
     meta_index: int
-    disk_role: str  # which data disk of the VM (storage_vms.DISK_ROLES)
+    disk_role: str  # which data disk of the VM (DISK_ROLES)
 
     @property
     def device(self) -> str:

@@ -11,7 +11,7 @@ from orchestrator.changes import render_text
 from orchestrator.plan import load_plan
 from orchestrator.progress import Reporter
 from orchestrator.stages.vms import guest_liveness
-from orchestrator.stages.vms.facts import NodeFacts, Placement, VmsFacts
+from orchestrator.stages.vms.facts import NodeVmFacts, Placement, VmsFacts
 from orchestrator.stages.vms.guest_liveness import Silence, decide, serving_gap
 from orchestrator.stages.vms.operations import ResetVm
 from orchestrator.status.model import DrbdView, NodeView
@@ -138,7 +138,7 @@ def vm(node: str, power: str = "poweredOn") -> VmFact:
 def facts(**power: str) -> VmsFacts:
     placement = Placement("host-1", "cr-1", "pool-1", "ds-1", True, {})
     nodes = [
-        NodeFacts(node, placement, vm(node.node, power.get(node.node, "poweredOn")))
+        NodeVmFacts(node, placement, vm(node.node, power.get(node.node, "poweredOn")))
         for node in PLAN.storage_nodes
     ]
     return VmsFacts(nodes=nodes, folder_exists=True, template=None, orphans=[])

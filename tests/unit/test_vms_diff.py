@@ -11,6 +11,7 @@ from rich.console import Console
 
 from orchestrator.appliance import recipe
 from orchestrator.changes import Attr, Change, render_text
+from orchestrator.guest.layout import DISK_ROLES
 from orchestrator.guest.ssh import GuestError
 from orchestrator.identity import nic_mac, node_identity
 from orchestrator.operations import Operation, operation_from_json
@@ -21,7 +22,7 @@ from orchestrator.stages.vms import diff as storage_vms
 from orchestrator.stages.vms import facts as vms_facts
 from orchestrator.stages.vms import operations as vms_operations
 from orchestrator.stages.vms.diff import KB_PER_GB
-from orchestrator.stages.vms.facts import NodeFacts, Placement, VmsFacts
+from orchestrator.stages.vms.facts import NodeVmFacts, Placement, VmsFacts
 from orchestrator.stages.vms.operations import (
     AddController,
     AddDisk,
@@ -110,7 +111,7 @@ def deployed_vm(node) -> VmFact:
             capacity_kb=getattr(PLAN.storage_vm, f"{role}_disk_gb") * KB_PER_GB,
             file=storage_vms.disk_file(PLAN, node, role),
         )
-        for unit, role in enumerate(vms_facts.DISK_ROLES)
+        for unit, role in enumerate(DISK_ROLES)
     )
     nics = tuple(
         NicFact(key=4000 + index, kind="VirtualVmxnet3", network=network, mac=nic_mac(PLAN, node.node, role))
@@ -135,7 +136,7 @@ def deployed_vm(node) -> VmFact:
 
 
 def facts(*vms: VmFact | None, orphans: tuple = ()) -> VmsFacts:
-    nodes = [NodeFacts(node=node, placement=PLACEMENT, vm=vm) for node, vm in zip(NODES, vms, strict=True)]
+    nodes = [NodeVmFacts(node=node, placement=PLACEMENT, vm=vm) for node, vm in zip(NODES, vms, strict=True)]
     return VmsFacts(nodes=nodes, folder_exists=True, template=TEMPLATE, orphans=list(orphans))
 
 
@@ -245,7 +246,7 @@ OVA = vms_facts.OvaSource("/plans/vsa-appliance.ova", vms_facts.ova_fact(OVF))
 
 
 def ova_facts(*vms: VmFact | None, ova: vms_facts.OvaSource | None = OVA, esxi: bool = False) -> VmsFacts:
-    nodes = [NodeFacts(node=node, placement=PLACEMENT, vm=vm) for node, vm in zip(NODES, vms, strict=True)]
+    nodes = [NodeVmFacts(node=node, placement=PLACEMENT, vm=vm) for node, vm in zip(NODES, vms, strict=True)]
     return VmsFacts(nodes=nodes, folder_exists=True, template=None, orphans=[], ova=ova, esxi=esxi)
 
 

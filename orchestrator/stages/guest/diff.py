@@ -20,6 +20,7 @@ from dataclasses import replace
 from orchestrator.changes import Attr, Change, Problem
 from orchestrator.guest import layout
 from orchestrator.guest.facts import REPLICATING, Disk, NodeFacts
+from orchestrator.guest.layout import DISK_ROLES
 from orchestrator.guest.render import AUTHKEYS, Desired, drbd_config, sha256
 from orchestrator.operations import Operation
 from orchestrator.plan import Plan
@@ -42,7 +43,6 @@ from orchestrator.stages.guest.operations import (
 )
 
 STAGE = "guest"
-DISK_ROLES = ("meta", "config", "data")
 
 
 def stale_files(desired: Desired, facts: NodeFacts) -> list[str]:

@@ -20,13 +20,13 @@ import json
 from dataclasses import dataclass, field, replace
 
 from orchestrator.changes import Attr, Change, Problem
+from orchestrator.guest.layout import DISK_ROLES
 from orchestrator.identity import NIC_ROLES, NodeIdentity, nic_mac
 from orchestrator.operations import Operation
 from orchestrator.plan import Plan, StorageNode
 from orchestrator.stages.vms.facts import (
     DATA_BUS,
-    DISK_ROLES,
-    NodeFacts,
+    NodeVmFacts,
     Placement,
     VmsFacts,
     disk_at,
@@ -135,7 +135,7 @@ def diff(
 
 def diff_node(
     plan: Plan,
-    facts: NodeFacts,
+    facts: NodeVmFacts,
     site: VmsFacts,
     identity: NodeIdentity,
     allow_destroy: frozenset[str],

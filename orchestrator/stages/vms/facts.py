@@ -14,6 +14,7 @@ from typing import Any
 
 from pyVmomi import vim
 
+from orchestrator.guest.layout import DISK_ROLES
 from orchestrator.plan import Plan, StorageNode
 from orchestrator.state import HostKey
 from orchestrator.vsphere import ova_package
@@ -24,7 +25,6 @@ from orchestrator.vsphere.session import Session
 from orchestrator.vsphere.vm_facts import DiskFact, NicFact, VmFact, vm_fact
 
 DATA_BUS = 1
-DISK_ROLES = ("meta", "config", "data")  # unit numbers 0, 1, 2 on DATA_BUS
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Placement:
 
 
 @dataclass
-class NodeFacts:
+class NodeVmFacts:
     node: StorageNode
     placement: Placement
     vm: VmFact | None
@@ -58,7 +58,7 @@ class OvaSource:
 
 @dataclass
 class VmsFacts:
-    nodes: list[NodeFacts]
+    nodes: list[NodeVmFacts]
     folder_exists: bool
     template: VmFact | None
     orphans: list[VmFact]
@@ -90,7 +90,7 @@ def observe(plan: Plan, inventory: Inventory, esxi: bool = False) -> VmsFacts:
     for node in plan.storage_nodes:
         obj = vms.get(plan.vm_name(node.node))
         fact = vm_fact(obj, inventory) if obj is not None else None
-        nodes.append(NodeFacts(node=node, placement=placement_of(inventory, node), vm=fact))
+        nodes.append(NodeVmFacts(node=node, placement=placement_of(inventory, node), vm=fact))
     planned = {plan.vm_name(node.node) for node in plan.storage_nodes}
     orphans = [vm_fact(obj, inventory) for name, obj in vms.items() if name not in planned]
     template = next(
@@ -177,7 +177,7 @@ def placement_of(inventory: Inventory, node: StorageNode) -> Placement:
     )
 
 
-def needs_folder_listing(plan: Plan, facts: NodeFacts) -> bool:
+def needs_folder_listing(plan: Plan, facts: NodeVmFacts) -> bool:
     """True when a planned disk is missing, so we must know if its file survived."""
     vm = facts.vm
     if vm is None or vm.owner != plan.name:
