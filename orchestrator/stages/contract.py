@@ -50,6 +50,11 @@ class RunContext:
     # Each storage node's SSH session, opened by the guest stage's observe, used by its
     # handlers, closed by its close().
     shells: dict[str, NodeShell] = field(default_factory=dict)
+    # What this run's handlers made, for the later operations of the same change
+    # (no lookup round trip): new VMs by name -> moId; software iSCSI adapters
+    # enabled, by HostStorageSystem moId -> device.
+    created_vms: dict[str, str] = field(default_factory=dict)
+    enabled_adapters: dict[str, str] = field(default_factory=dict)
 
     def secret(self, name: str, deployed: str | None = None) -> str:
         """A generated secret from the state folder (or, when the folder lost it, the

@@ -36,7 +36,9 @@ class _Host:
     def __init__(self, ctx: RunContext, op: HostIscsiOperation) -> None:
         self.name = op.host
         self.storage = vim.host.StorageSystem(op.storage, ctx.vsphere.stub)
-        self._adapter = op.adapter
+        self._enabled = ctx.enabled_adapters
+        self._key = op.storage
+        self._adapter = op.adapter or ctx.enabled_adapters.get(op.storage)
 
     def adapter(self) -> str:
         """The software adapter's device: as planned, or (after enabling) found by its kind."""
@@ -46,7 +48,7 @@ class _Host:
                 raise VSphereError(
                     f"host {self.name}: the software iSCSI adapter did not appear after enabling it"
                 )
-            self._adapter = found.device
+            self._adapter = self._enabled[self._key] = found.device
         return self._adapter
 
     def call(self, method: str, *args: Any) -> Any:
@@ -67,7 +69,9 @@ def _target_set(portal: Portal) -> Any:
 
 @VSPHERE.handles(EnableSoftwareIscsi)
 def enable(op: EnableSoftwareIscsi, ctx: RunContext) -> None:
-    _Host(ctx, op).call("UpdateSoftwareInternetScsiEnabled", True)
+    host = _Host(ctx, op)
+    host.call("UpdateSoftwareInternetScsiEnabled", True)
+    host.adapter()  # found once, right after enabling, for the operations that follow
 
 
 @VSPHERE.handles(RemoveSendTargets)

@@ -59,6 +59,8 @@ def _vm(ctx: RunContext, vm: str) -> Any:
 
 def _by_name(ctx: RunContext, name: str) -> Any:
     """A VM of our folder by its name (one this change made)."""
+    if name in ctx.created_vms:
+        return _vm(ctx, ctx.created_vms[name])
     folder = ctx.snapshot.vm_folder
     found = None
     if folder is not None:
@@ -145,14 +147,15 @@ def clone_vm(op: CloneVm, ctx: RunContext) -> None:
         ),
     )
     folder = _our_folder(ctx, facts.vm_folder(ctx.plan, ctx.vsphere.esxi))
-    run_task(ctx.reporter, f"clone vm {op.name}", lambda: template.CloneVM_Task(folder, op.name, spec))
+    vm = run_task(ctx.reporter, f"clone vm {op.name}", lambda: template.CloneVM_Task(folder, op.name, spec))
+    ctx.created_vms[op.name] = vm._moId
 
 
 @VSPHERE.handles(ImportVmFromOva)
 def import_vm_from_ova(op: ImportVmFromOva, ctx: RunContext) -> None:
     # Verified at plan time; the digests are checked again as the bytes are sent.
     package = ova_package.open_verified(Path(op.ova))
-    ova_import.import_vm(
+    vm = ova_import.import_vm(
         ctx.vsphere,
         ctx.plan,
         package,
@@ -162,6 +165,7 @@ def import_vm_from_ova(op: ImportVmFromOva, ctx: RunContext) -> None:
         ctx.reporter,
         f"vm {op.name}",
     )
+    ctx.created_vms[op.name] = vm._moId
 
 
 @VSPHERE.handles(ConfigureNewVm)
