@@ -115,16 +115,16 @@ def _run(
         password = plan.resolve_password()
         redactor.add(password)
         session = connect(plan, password)
+    ctx = RunContext(
+        plan=plan,
+        session=session,
+        state=state,
+        reporter=reporter,
+        allow_destroy=options.allow_destroy,
+        redactor=redactor,
+        stages=tuple(stage.name for stage in stages),
+    )
     try:
-        ctx = RunContext(
-            plan=plan,
-            session=session,
-            state=state,
-            reporter=reporter,
-            allow_destroy=options.allow_destroy,
-            redactor=redactor,
-            stages=tuple(stage.name for stage in stages),
-        )
         changes, problems = _plan_all(ctx, stages)
         payload["notes"] = list(ctx.notes)
         if not options.json:
@@ -181,7 +181,7 @@ def _run(
         return EXIT_OK
     finally:
         for stage in stages:
-            stage.close()
+            stage.close(ctx)
         if session is not None:
             session.close()
 

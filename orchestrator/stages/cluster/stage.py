@@ -41,5 +41,5 @@ class ClusterStage:
     def apply(self, ctx: RunContext, change: Change) -> None:
         apply.apply(ctx, change)
 
-    def close(self) -> None:
+    def close(self, ctx: RunContext) -> None:
         pass

@@ -8,7 +8,6 @@ they are resolved here, while planning, to render what the nodes must hold.
 
 from orchestrator.changes import Attr, Change, Problem
 from orchestrator.guest.render import Secrets, desired_state
-from orchestrator.guest.ssh import NodeShell
 from orchestrator.stages.contract import RunContext
 from orchestrator.stages.guest import apply, diff, facts
 from orchestrator.stages.guest.facts import GuestFacts
@@ -29,12 +28,7 @@ class GuestStage:
     name = "guest"
     needs_vsphere = False
 
-    def __init__(self) -> None:
-        self._opened: list[dict[str, NodeShell]] = []  # the runs' ctx.shells, closed by close()
-
     def observe(self, ctx: RunContext) -> GuestFacts:
-        if all(ctx.shells is not opened for opened in self._opened):
-            self._opened.append(ctx.shells)
         return facts.observe(ctx)
 
     def diff(self, ctx: RunContext, observed: GuestFacts) -> tuple[list[Change], list[Problem]]:
@@ -58,9 +52,7 @@ class GuestStage:
     def apply(self, ctx: RunContext, change: Change) -> None:
         apply.apply(ctx, change)
 
-    def close(self) -> None:
-        for shells in self._opened:
-            for shell in shells.values():
-                shell.close()
-            shells.clear()
-        self._opened.clear()
+    def close(self, ctx: RunContext) -> None:
+        for shell in ctx.shells.values():
+            shell.close()
+        ctx.shells.clear()

@@ -19,5 +19,5 @@ class IscsiStage:
     def apply(self, ctx: RunContext, change: Change) -> None:
         apply.apply(ctx, change)
 
-    def close(self) -> None:
+    def close(self, ctx: RunContext) -> None:
         pass

@@ -56,7 +56,7 @@ class VmsStage:
     def apply(self, ctx: RunContext, change: Change) -> None:
         apply.apply(ctx, change)
 
-    def close(self) -> None:
+    def close(self, ctx: RunContext) -> None:
         pass
 
 
