@@ -44,7 +44,7 @@ class NodeVmFacts:
     node: StorageNode
     placement: Placement
     vm: VmFact | None
-    folder_files: frozenset[str] | None = None  # file names in the VM folder, when looked up
+    folder_files: frozenset[str] | None = None  # planned disk files found in the VM folder, when checked
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def vm_paths(plan: Plan) -> list[str]:
 
 
 def observe(plan: Plan, inventory: Inventory, esxi: bool = False) -> VmsFacts:
-    """Facts from the snapshot alone; see needs_folder_listing and needs_source for the rest."""
+    """Facts from the snapshot alone; see needs_disk_file_check and needs_source for the rest."""
     vms = {obj.name: obj for obj in inventory.folder_vms()}
     nodes = []
     for node in plan.storage_nodes:
@@ -177,7 +177,7 @@ def placement_of(inventory: Inventory, node: StorageNode) -> Placement:
     )
 
 
-def needs_folder_listing(plan: Plan, facts: NodeVmFacts) -> bool:
+def needs_disk_file_check(plan: Plan, facts: NodeVmFacts) -> bool:
     """True when a planned disk is missing, so we must know if its file survived."""
     vm = facts.vm
     if vm is None or vm.owner != plan.name:

@@ -36,7 +36,7 @@ class VmsStage:
             ctx.host_keys[node.node] = key
             ctx.identities[node.node] = node_identity(plan, node, key, admin_key)
             placement = node_facts.placement
-            if facts.needs_folder_listing(plan, node_facts) and placement.datastore_id:
+            if facts.needs_disk_file_check(plan, node_facts) and placement.datastore_id:
                 node_facts.folder_files = facts.disk_files_present(ctx.vsphere, plan, node)
         silences = None
         if "guest" in ctx.stages:  # a run without the guest stage never contacts a node
