@@ -139,13 +139,34 @@ class Cluster(_Section):
     ha: bool = True
 
 
+Vlan = Annotated[int, Field(ge=0, le=4094)]
+Mtu = Annotated[int, Field(ge=1280, le=9000)]
+Uplink = Annotated[str, Field(pattern=r"^vmnic[0-9]+$")]
+
+
 class Network(_Section):
+    """The storage networks. The keys after `replication_prefix` are opt-in: each one
+    the plan gives is created and healed by the network stage; without them the
+    portgroups (and vmknics) must exist and are only adopted."""
+
     iscsi_portgroup: str
     iscsi_prefix: Annotated[int, Field(ge=1, le=30)]
     iscsi_gateway: IPv4 | None = None
     vip: IPv4
     replication_portgroup: str
     replication_prefix: Annotated[int, Field(ge=1, le=30)]
+    vswitch: str | None = None  # the standard vSwitch missing portgroups are created on
+    uplinks: list[Uplink] | None = None  # with vswitch: create it with these (hosts[].uplinks overrides)
+    mtu: Mtu | None = None  # the vSwitch's and the iSCSI vmknics' MTU
+    iscsi_vlan: Vlan | None = None
+    replication_vlan: Vlan | None = None
+    bind: bool = False  # bind each host's iSCSI vmknic to its software iSCSI adapter
+
+    @model_validator(mode="after")
+    def _uplinks_need_vswitch(self) -> "Network":
+        if self.uplinks is not None and self.vswitch is None:
+            raise _at_key("uplinks", 'uplinks belong to a vSwitch: give network.vswitch = "vSwitch1" too')
+        return self
 
 
 class Source(_Section):
@@ -260,6 +281,30 @@ class Datastore(_Section):
     rename: bool = False  # rename our LUN's datastore when its name differs
 
 
+def _host_thumbprint(value: str) -> str:
+    digits = value.replace(":", "").lower()
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", digits):
+        raise ValueError(
+            "must be the host certificate's SHA-1 (40 hex digits) or SHA-256 (64) fingerprint, "
+            "colons allowed (on the host: openssl x509 -in /etc/vmware/ssl/rui.crt -noout -fingerprint -sha1)"
+        )
+    return ":".join(digits[i : i + 2] for i in range(0, len(digits), 2)).upper()
+
+
+class HostAdd(_Section):
+    """How to add a host that is not yet in vCenter: its root login and the
+    certificate thumbprint vCenter must see (pinned: any other is refused)."""
+
+    user: str = "root"
+    password: SecretRef
+    thumbprint: str
+
+    @field_validator("thumbprint")
+    @classmethod
+    def _fingerprint(cls, value: str) -> str:
+        return _host_thumbprint(value)
+
+
 class HostEntry(_Section):
     """One ESXi host; with `node` it also carries a storage VM."""
 
@@ -268,6 +313,9 @@ class HostEntry(_Section):
     node: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")] | None = None
     iscsi_ip: IPv4 | None = None
     replication_ip: IPv4 | None = None
+    vmk_ip: IPv4 | None = None  # the host's VMkernel port on the iSCSI portgroup
+    uplinks: list[Uplink] | None = None  # this host's uplinks for network.vswitch
+    add: HostAdd | None = None
 
     @property
     def is_storage_node(self) -> bool:
@@ -497,6 +545,7 @@ def consistency_problems(plan: Plan) -> list[tuple[Loc, str]]:
     problems += _liveness_after_failover(plan)
     problems += _storage_node_shape(plan)
     problems += _addresses(plan)
+    problems += _host_networking(plan)
     return problems
 
 
@@ -637,3 +686,52 @@ def _check_usable(
 ) -> None:
     if network.prefixlen < 31 and address in (network.network_address, network.broadcast_address):
         problems.append((loc, f"{address} is the network or broadcast address of {network}"))
+
+
+def _host_networking(plan: Plan) -> list[tuple[Loc, str]]:
+    """vmk_ip inside the iSCSI network and unique among every planned address;
+    uplinks only with a vSwitch and each named once; bind needs every vmknic."""
+    problems: list[tuple[Loc, str]] = []
+    net = plan.network
+    iscsi_net = ipaddress.IPv4Network(f"{net.vip}/{net.iscsi_prefix}", strict=False)
+    owners: dict[IPv4, str] = {net.vip: "the VIP"}
+    if net.iscsi_gateway is not None:
+        owners.setdefault(net.iscsi_gateway, "network.iscsi_gateway")
+    for index, host in enumerate(plan.hosts):
+        for key in ("iscsi_ip", "replication_ip"):
+            address = getattr(host, key)
+            if address is not None:
+                owners.setdefault(address, f"hosts[{index}].{key}")
+    for index, host in enumerate(plan.hosts):
+        loc: Loc = ("hosts", index, "vmk_ip")
+        if host.vmk_ip is None:
+            if net.bind:
+                problems.append(
+                    (
+                        ("hosts", index, "esxi"),
+                        "network.bind = true binds every host's vmknic; give this host a vmk_ip",
+                    )
+                )
+            continue
+        if host.vmk_ip not in iscsi_net:
+            problems.append(
+                (loc, f"{host.vmk_ip} is outside {iscsi_net} (network.iscsi_prefix); use an address in it")
+            )
+        else:
+            _check_usable(host.vmk_ip, iscsi_net, loc, problems)
+        if host.vmk_ip in owners:
+            problems.append(
+                (loc, f"{host.vmk_ip} is already used by {owners[host.vmk_ip]}; addresses must be unique")
+            )
+        owners.setdefault(host.vmk_ip, f"hosts[{index}].vmk_ip")
+    named: list[tuple[Loc, list[str]]] = [(("network", "uplinks"), net.uplinks or [])]
+    for index, host in enumerate(plan.hosts):
+        if host.uplinks is not None:
+            named.append((("hosts", index, "uplinks"), host.uplinks))
+            if net.vswitch is None:
+                message = 'uplinks belong to a vSwitch: give network.vswitch = "vSwitch1" too'
+                problems.append((("hosts", index, "uplinks"), message))
+    for where, uplinks in named:
+        for name in sorted({name for name in uplinks if uplinks.count(name) > 1}):
+            problems.append((where, f"{name} is named more than once; name each uplink once"))
+    return problems
