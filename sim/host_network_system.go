@@ -102,10 +102,19 @@ func vnicMac(host, dev string) string {
 
 func (s *HostNetworkSystem) hostObj() mo.Reference { return simulator.Map.Get(s.Host.Self) }
 
-// update runs fn on the network info holding the host's lock.
+// update runs fn on the network info holding the host's lock and, when it
+// succeeds, announces the change to property filters (WaitForUpdatesEx).
 func (s *HostNetworkSystem) update(fn func(info *types.HostNetworkInfo) types.BaseMethodFault) types.BaseMethodFault {
 	var f types.BaseMethodFault
-	simulator.Map.WithLock(s.hostObj(), func() { f = fn(s.NetworkInfo) })
+	host := s.hostObj()
+	simulator.Map.WithLock(host, func() {
+		if f = fn(s.NetworkInfo); f == nil {
+			simulator.Map.Update(host, []types.PropertyChange{{Name: "config.network", Val: s.NetworkInfo}})
+		}
+	})
+	if f == nil {
+		simulator.Map.Update(s, []types.PropertyChange{{Name: "networkInfo", Val: s.NetworkInfo}})
+	}
 	return f
 }
 

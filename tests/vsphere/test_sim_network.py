@@ -334,3 +334,21 @@ def test_add_host_into_cluster(site: Site) -> None:
     assert host.parent == cluster and host.name == spare["name"]
     assert "esx4-local" in {ds.name for ds in host.datastore}
     assert portgroup(network(site, host), "VSA-iSCSI") is not None
+
+
+def test_wait_for_updates_sees_network_changes(site: Site) -> None:
+    host = site.host("esx2.lab.local")
+    pc = site.content.propertyCollector.CreatePropertyCollector()
+    spec = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=host)],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.HostSystem, pathSet=["config.network"])],
+    )
+    pc.CreateFilter(spec, True)
+    opts = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=5)
+    first = pc.WaitForUpdatesEx("", opts)
+    host.configManager.networkSystem.AddVirtualNic("VSA-iSCSI", ip("10.0.10.12"))
+    update = pc.WaitForUpdatesEx(first.version, opts)
+    assert update is not None
+    [change] = update.filterSet[0].objectSet[0].changeSet
+    assert vnic(change.val, "vmk1") is not None
+    pc.DestroyPropertyCollector()
