@@ -599,3 +599,46 @@ func (s *HostNetworkSystem) linkNetwork(net *mo.Network) {
 		simulator.Map.Update(net, []types.PropertyChange{{Name: "host", Val: hosts}})
 	}
 }
+
+// RemovePortGroup drops a standard portgroup from this host (vcsim's looks
+// names up in vswitch.portgroup, which lists keys, and deletes the
+// datacenter Network other hosts still use). ResourceInUse while a vmknic
+// is on it, as on ESXi.
+func (s *HostNetworkSystem) RemovePortGroup(ctx *simulator.Context, req *types.RemovePortGroup) soap.HasFault {
+	body := &methods.RemovePortGroupBody{}
+	f := s.update(func(info *types.HostNetworkInfo) types.BaseMethodFault {
+		pg := findPortgroup(info, req.PgName)
+		if pg == nil {
+			return &types.NotFound{}
+		}
+		for _, v := range info.Vnic {
+			if v.Portgroup == req.PgName {
+				return &types.ResourceInUse{Type: "HostPortGroup", Name: req.PgName}
+			}
+		}
+		for i := range info.Vswitch {
+			info.Vswitch[i].Portgroup = removeString(info.Vswitch[i].Portgroup, pg.Key)
+		}
+		var keep []types.HostPortGroup
+		for _, p := range info.Portgroup {
+			if p.Spec.Name != req.PgName {
+				keep = append(keep, p)
+			}
+		}
+		info.Portgroup = keep
+		return nil
+	})
+	if f != nil {
+		body.Fault_ = fault(f)
+		return body
+	}
+	if net := s.datacenterNetwork(req.PgName); net != nil {
+		host := simulator.Map.Get(s.Host.Self)
+		simulator.Map.WithLock(host, func() {
+			simulator.Map.Update(host, []types.PropertyChange{{Name: "network", Val: removeRef(s.Host.Network, net.Self)}})
+		})
+		simulator.Map.Update(net, []types.PropertyChange{{Name: "host", Val: removeRef(net.Host, s.Host.Self)}})
+	}
+	body.Res = &types.RemovePortGroupResponse{}
+	return body
+}

@@ -352,3 +352,20 @@ def test_wait_for_updates_sees_network_changes(site: Site) -> None:
     [change] = update.filterSet[0].objectSet[0].changeSet
     assert vnic(change.val, "vmk1") is not None
     pc.DestroyPropertyCollector()
+
+
+def test_remove_port_group(site: Site) -> None:
+    host = site.host("esx1.lab.local")
+    ns = host.configManager.networkSystem
+    ns.AddVirtualNic("VSA-Replication", ip("10.0.20.11"))
+    with pytest.raises(vim.fault.ResourceInUse):
+        ns.RemovePortGroup("VSA-Replication")
+    ns.RemoveVirtualNic("vmk1")
+    ns.RemovePortGroup("VSA-Replication")
+    info = network(site, host)
+    assert portgroup(info, "VSA-Replication") is None
+    assert "key-vim.host.PortGroup-VSA-Replication" not in vswitch(info, "vSwitch0").portgroup
+    assert "VSA-Replication" not in {n.name for n in host.network}
+    assert "VSA-Replication" in {n.name for n in site.host("esx2.lab.local").network}
+    with pytest.raises(vim.fault.NotFound):
+        ns.RemovePortGroup("VSA-Replication")
