@@ -26,6 +26,8 @@ import (
 var proxied = map[string]string{
 	"ReconfigureComputeResource_Task/ClusterComputeResource": "VsaClusterComputeResource",
 	"MoveInto_Task/ClusterComputeResource":                   "VsaClusterComputeResource",
+	"AddHost_Task/ClusterComputeResource":                    "VsaClusterComputeResource",
+	"AddStandaloneHost_Task/Folder":                          "VsaFolder",
 	"CreateClusterEx/Folder":                                 "VsaFolder",
 	"CreateFolder/Folder":                                    "VsaFolder",
 	"MoveIntoFolder_Task/Folder":                             "VsaFolder",

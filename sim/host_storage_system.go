@@ -34,6 +34,9 @@ func (s *HostStorageSystem) UpdateSoftwareInternetScsiEnabled(ctx *simulator.Con
 	h := s.state()
 	if h.enabled != req.Enabled {
 		h.enabled = req.Enabled
+		if !h.enabled {
+			h.boundVnics = nil // the adapter and its port bindings go away
+		}
 		// Disabling drops the adapter's sessions; configuration (send
 		// targets, CHAP, options) is kept for when it comes back.
 		h.rescanIscsi()

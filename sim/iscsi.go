@@ -76,6 +76,8 @@ type hostStorage struct {
 	targets []*sendTarget
 	paths   []path
 	targetN map[string]int32 // iqn -> stable SCSI target number
+	// boundVnics are the vmknics bound to the adapter (iscsi_manager.go).
+	boundVnics []string
 }
 
 type storageModel struct {

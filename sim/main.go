@@ -49,11 +49,16 @@ type simInfo struct {
 	Template   string     `json:"template"`
 	// SharedDatastore is an NFS datastore mounted on every host.
 	SharedDatastore string `json:"shared_datastore"`
+	// SpareHosts are reachable hosts not in the inventory (host_add.go).
+	SpareHosts []spareHostInfo `json:"spare_hosts"`
 }
 
 type hostInfo struct {
 	Name      string `json:"name"`
 	Datastore string `json:"datastore"`
+	// The host certificate's SHA-1 and SHA-256 thumbprints ("AA:BB:...").
+	Thumbprint       string `json:"thumbprint"`
+	ThumbprintSHA256 string `json:"thumbprint_sha256"`
 }
 
 func main() {
@@ -168,6 +173,7 @@ func run(cfg config) error {
 		Template:   topo.template,
 
 		SharedDatastore: topo.shared,
+		SpareHosts:      topo.spare,
 	}
 	if err := writeInfo(cfg.stateDir, info); err != nil {
 		return err

@@ -37,7 +37,26 @@ func addSharedDatastore(ctx context.Context, hosts []labHost, dsRoot string) (st
 	ds := simulator.Map.Get(ref.Reference()).(*simulator.Datastore)
 	wrapBrowser(ds)
 
+	mountShared(ds.Self, hosts)
+	return ds.Name, nil
+}
+
+// mountShared mounts the shared datastore on hosts (in addition to the
+// hosts already mounting it) and republishes every host's storage.
+func mountShared(ref types.ManagedObjectReference, hosts []labHost) {
+	ds := simulator.Map.Get(ref).(*simulator.Datastore)
 	var mounts []types.DatastoreHostMount
+	simulator.Map.WithLock(ds, func() {
+		for _, m := range ds.Host {
+			keep := true
+			for _, h := range hosts {
+				keep = keep && m.Key != h.host.Reference()
+			}
+			if keep {
+				mounts = append(mounts, m)
+			}
+		}
+	})
 	for _, h := range hosts {
 		hostAddDatastore(h.host.Reference(), ds.Self)
 		mounts = append(mounts, types.DatastoreHostMount{
@@ -61,5 +80,4 @@ func addSharedDatastore(ctx context.Context, hosts []labHost, dsRoot string) (st
 	for _, h := range storage.hosts {
 		h.publishHost()
 	}
-	return ds.Name, nil
 }

@@ -28,6 +28,7 @@ type topology struct {
 	portgroups []string
 	template   string
 	shared     string
+	spare      []spareHostInfo
 }
 
 type labHost struct {
@@ -65,7 +66,8 @@ func buildTopology(ctx context.Context, c *vim25.Client, cfg config) (*topology,
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		hosts = append(hosts, h)
-		topo.hosts = append(topo.hosts, hostInfo{Name: name, Datastore: h.ds})
+		s1, s2 := hostThumbprints(name)
+		topo.hosts = append(topo.hosts, hostInfo{Name: name, Datastore: h.ds, Thumbprint: s1, ThumbprintSHA256: s2})
 	}
 
 	storage.dsRoot = dsRoot
@@ -76,6 +78,14 @@ func buildTopology(ctx context.Context, c *vim25.Client, cfg config) (*topology,
 	}
 	if topo.shared, err = addSharedDatastore(ctx, hosts, dsRoot); err != nil {
 		return nil, fmt.Errorf("shared datastore: %w", err)
+	}
+	lab.client, lab.dsRoot, lab.password = c, dsRoot, cfg.password
+	if ds := simulator.Map.FindByName(topo.shared, simulator.Map.Get(hosts[0].host.Reference()).(*simulator.HostSystem).Datastore); ds != nil {
+		lab.shared = ds.Reference()
+	}
+	for _, name := range spareHosts {
+		s1, s2 := hostThumbprints(name)
+		topo.spare = append(topo.spare, spareHostInfo{Name: name, Thumbprint: s1, ThumbprintSHA256: s2, User: "root", Password: cfg.password})
 	}
 
 	if err := addTemplate(ctx, folders, hosts[0]); err != nil {
@@ -96,56 +106,15 @@ func buildTopology(ctx context.Context, c *vim25.Client, cfg config) (*topology,
 }
 
 func addHost(ctx context.Context, folders *object.DatacenterFolders, name, dsName, dsRoot string) (labHost, error) {
-	var h labHost
 	task, err := folders.HostFolder.AddStandaloneHost(ctx, types.HostConnectSpec{HostName: name}, true, nil, nil)
 	if err != nil {
-		return h, err
+		return labHost{}, err
 	}
 	info, err := task.WaitForResult(ctx, nil)
 	if err != nil {
-		return h, err
+		return labHost{}, err
 	}
-	h.host = object.NewHostSystem(folders.HostFolder.Client(), info.Result.(types.ManagedObjectReference))
-	if h.pool, err = h.host.ResourcePool(ctx); err != nil {
-		return h, err
-	}
-
-	dir := filepath.Join(dsRoot, dsName)
-	if err := os.MkdirAll(dir, 0700); err != nil {
-		return h, err
-	}
-	dss, err := h.host.ConfigManager().DatastoreSystem(ctx)
-	if err != nil {
-		return h, err
-	}
-	ds, err := dss.CreateLocalDatastore(ctx, dsName, dir)
-	if err != nil {
-		return h, err
-	}
-	h.ds = dsName
-	dsObj := simulator.Map.Get(ds.Reference()).(*simulator.Datastore)
-	dsObj.Summary.MultipleHostAccess = types.NewBool(false)
-	dsObj.Summary.Type = "VMFS"
-	browser := simulator.Map.Get(dsObj.Browser).(*simulator.HostDatastoreBrowser)
-	simulator.Map.Put(&HostDatastoreBrowser{HostDatastoreBrowser: *browser})
-
-	// Swap in our network system before adding portgroups (startup only, so
-	// Map.Put's notifications are harmless).
-	nsRef := *simulator.Map.Get(h.host.Reference()).(*simulator.HostSystem).ConfigManager.NetworkSystem
-	ns := simulator.Map.Get(nsRef).(*simulator.HostNetworkSystem)
-	simulator.Map.Put(&HostNetworkSystem{HostNetworkSystem: *ns})
-	netsys, err := h.host.ConfigManager().NetworkSystem(ctx)
-	if err != nil {
-		return h, err
-	}
-	// "VM Network" is already there: vcsim gives every host the DC default.
-	for _, pg := range labPortgroups {
-		err := netsys.AddPortGroup(ctx, types.HostPortGroupSpec{Name: pg, VswitchName: "vSwitch0"})
-		if err != nil {
-			return h, fmt.Errorf("portgroup %s: %w", pg, err)
-		}
-	}
-	return h, nil
+	return setupLabHost(ctx, folders.HostFolder.Client(), info.Result.(types.ManagedObjectReference), dsName, dsRoot)
 }
 
 func addTemplate(ctx context.Context, folders *object.DatacenterFolders, h labHost) error {

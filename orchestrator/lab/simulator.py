@@ -37,10 +37,13 @@ class SimInfo:
     password: str
     control_url: str
     datacenter: str
-    hosts: list[dict[str, str]]
+    hosts: list[dict[str, str]]  # name, datastore, thumbprint (SHA-1), thumbprint_sha256
     portgroups: list[str]
     template: str
     shared_datastore: str
+    # Reachable hosts not in the inventory, to add with their pinned thumbprint:
+    # name, thumbprint, thumbprint_sha256, user, password.
+    spare_hosts: list[dict[str, str]]
 
     @classmethod
     def from_json(cls, text: str) -> "SimInfo":
