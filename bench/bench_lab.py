@@ -6,7 +6,7 @@ are reported, not enforced:
   iscsi, datastore, cluster), with the appliance image cached and (with --cold) with
   VSA_CACHE_DIR pointing at an empty folder (the image build reported on its own);
 - a no-op rerun of all five stages (target < 10 s under TCG) and of the vSphere
-  stages only (`--only vms,iscsi,datastore,cluster`);
+  stages only (`--only` every stage but guest);
 - N failovers (`lab failover`: the serving node's VM powered off through the
   simulator) under a writer through the VIP that records every acknowledged block:
   seconds until the LUN is served again, acknowledged blocks lost (target 0), and
@@ -49,10 +49,9 @@ from orchestrator.appliance.build import Appliance, build_appliance  # noqa: E40
 from orchestrator.lab import netns  # noqa: E402
 from orchestrator.lab.commands import lab_down, lab_up  # noqa: E402
 from orchestrator.plan import load_plan  # noqa: E402
-from orchestrator.stages.contract import STAGE_ORDER  # noqa: E402
+from orchestrator.stages.contract import STAGE_ORDER, VSPHERE_STAGES  # noqa: E402
 from tests.lab.acked_writes import AckedWriter  # noqa: E402
 
-VSPHERE_STAGES = "vms,iscsi,datastore,cluster"
 NOOP_TARGET_S = 10.0
 RUN_TIMEOUT_S = 1800
 HEALTHY_TIMEOUT_S = 1200

@@ -28,10 +28,10 @@ from rich.table import Table  # noqa: E402
 from orchestrator.cli import main  # noqa: E402
 from orchestrator.lab.commands import write_lab_plan  # noqa: E402
 from orchestrator.lab.simulator import RunningSim, start_simulator  # noqa: E402
+from orchestrator.stages.contract import VSPHERE_STAGES  # noqa: E402
 from tests.vsphere.portal import serve_portal  # noqa: E402
 
 N = 5
-VSPHERE_STAGES = "vms,iscsi,datastore,cluster"  # the guest stage needs real VMs (bench_lab.py)
 INVENTORIES = (("3 hosts", 0), ("3 hosts + 2,000 VMs", 2000))
 TIME_RATIO_TARGET = 1.5
 

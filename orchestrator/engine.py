@@ -189,12 +189,23 @@ def _run(
 def _plan_all(ctx: RunContext, stages: list[Stage[Any]]) -> tuple[list[Change], list[Problem]]:
     ctx.refresh()
     ctx.notes.clear()
-    missing = missing_hosts(ctx.plan, ctx.inventory) if ctx.inventory else []
+    ctx.pending_hosts, ctx.pending_portgroups, ctx.pending_vmknics = set(), {}, {}
+    adding = "hosts" in ctx.stages
+    missing = missing_hosts(ctx.plan, ctx.inventory, adding) if ctx.inventory else []
     if missing:
         return [], missing
     changes: list[Change] = []
     problems: list[Problem] = []
-    for stage in stages:
+    for index, stage in enumerate(stages):
+        if ctx.pending_hosts:
+            # The later stages need the new hosts: they are planned and applied right after
+            # the hosts are added, in this same run (as the guest stage configures new VMs).
+            later = ", ".join(later.name for later in stages[index:])
+            ctx.notes.append(
+                f"Stages {later} are planned once {', '.join(sorted(ctx.pending_hosts))} "
+                "is added, and applied in this run; --dry-run again after adding to see them first."
+            )
+            break
         stage_changes, stage_problems = stage.diff(ctx, stage.observe(ctx))
         changes += stage_changes
         problems += stage_problems

@@ -286,7 +286,7 @@ def _host_thumbprint(value: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", digits):
         raise ValueError(
             "must be the host certificate's SHA-1 (40 hex digits) or SHA-256 (64) fingerprint, "
-            "colons allowed (on the host: openssl x509 -in /etc/vmware/ssl/rui.crt -noout -fingerprint -sha1)"
+            "colons allowed (on the host: openssl x509 -noout -fingerprint -sha1 of its rui.crt)"
         )
     return ":".join(digits[i : i + 2] for i in range(0, len(digits), 2)).upper()
 

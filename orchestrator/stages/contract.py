@@ -20,7 +20,9 @@ from orchestrator.state import HostKey, StateDir
 from orchestrator.vsphere.inventory import Inventory, take_snapshot
 from orchestrator.vsphere.session import Session
 
-STAGE_ORDER = ("vms", "guest", "iscsi", "datastore", "cluster")
+STAGE_ORDER = ("hosts", "network", "vms", "guest", "iscsi", "datastore", "cluster")
+# Every stage but the guest stage (which needs real storage VMs), as --only takes them.
+VSPHERE_STAGES = ",".join(name for name in STAGE_ORDER if name != "guest")
 
 
 @dataclass
@@ -55,6 +57,12 @@ class RunContext:
     # enabled, by HostStorageSystem moId -> device.
     created_vms: dict[str, str] = field(default_factory=dict)
     enabled_adapters: dict[str, str] = field(default_factory=dict)
+    # What the hosts and network stages plan to make in this run, for the later
+    # stages' plans before it exists: hosts to add (by name); per host, the portgroups
+    # created and the iSCSI vmknic's address ("ip/prefix") made or re-addressed.
+    pending_hosts: set[str] = field(default_factory=set)
+    pending_portgroups: dict[str, set[str]] = field(default_factory=dict)
+    pending_vmknics: dict[str, str] = field(default_factory=dict)
 
     def secret(self, name: str, deployed: str | None = None) -> str:
         """A generated secret from the state folder (or, when the folder lost it, the

@@ -18,6 +18,14 @@ POLL_START_S = 0.05
 POLL_MAX_S = 1.0
 
 
+class TaskFailed(VSphereError):
+    """A task that ended in error; `fault` is the vSphere fault it carried."""
+
+    def __init__(self, message: str, fault: Any) -> None:
+        super().__init__(message)
+        self.fault = fault
+
+
 def run_task(reporter: Reporter, description: str, start: Callable[[], Any]) -> Any:
     """Start a task and wait for it; returns task.info.result."""
     began = time.monotonic()
@@ -32,7 +40,7 @@ def run_task(reporter: Reporter, description: str, start: Callable[[], Any]) -> 
             if info.state == vim.TaskInfo.State.error:
                 message = _fault_text(info.error)
                 log.error("task %s failed: %s: %s", task._moId, description, message)
-                raise VSphereError(f"{description} failed: {message}")
+                raise TaskFailed(f"{description} failed: {message}", info.error)
             advance(info.progress)
             if time.monotonic() - began > TASK_TIMEOUT_S:
                 raise VSphereError(

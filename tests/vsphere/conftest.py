@@ -18,6 +18,7 @@ from orchestrator.cli import main
 from orchestrator.lab import netns
 from orchestrator.lab.commands import write_lab_plan
 from orchestrator.lab.simulator import RunningSim, SimInfo, start_simulator
+from orchestrator.stages.contract import VSPHERE_STAGES
 from tests.vsphere.portal import serve_portal
 from tests.vsphere.small_ova import SmallOva, build_small_ova
 
@@ -122,6 +123,15 @@ _MUTATORS = {
     "MountVmfsVolume",
     "UnmountVmfsVolume",
     "ReconfigureAutostart",
+    "AddVirtualSwitch",
+    "UpdateVirtualSwitch",
+    "AddPortGroup",
+    "UpdatePortGroup",
+    "AddVirtualNic",
+    "UpdateVirtualNic",
+    "RemoveVirtualNic",
+    "BindVnic",
+    "UnbindVnic",
 }
 
 
@@ -195,7 +205,6 @@ def running_site(
 
 # The simulated site has no real storage VMs (tests/lab has those): the guest
 # stage is left out unless a test selects stages itself.
-VSPHERE_STAGES = "vms,iscsi,datastore,cluster"
 
 
 def vsa(*args: str | Path) -> int:

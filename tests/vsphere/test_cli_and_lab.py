@@ -20,6 +20,9 @@ def test_json_apply_reports_what_was_applied(site: Site, capsys):
     payload = json.loads(capsys.readouterr().out)
     assert payload["exit_code"] == 0
     assert [change["resource"] for change in payload["applied"]] == [
+        "host esx1.lab.local vmknic on VSA-iSCSI",
+        "host esx2.lab.local vmknic on VSA-iSCSI",
+        "host esx3.lab.local vmknic on VSA-iSCSI",
         "vm vsa-node1",
         "vm vsa-node2",
         "host esx1.lab.local autostart",

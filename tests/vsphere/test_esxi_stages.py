@@ -315,7 +315,7 @@ def test_drs_on_gets_drs_overrides_for_the_storage_vms(deployed: Site, capsys):
 @pytest.fixture
 def planned_create(site: Site, capsys) -> tuple[RunContext, CreateVmfs]:
     """Every host logged in to the LUN, and the datastore stage's CreateVmfs as planned then."""
-    assert vsa(site.plan, "--only", "iscsi", "--yes") == 0
+    assert vsa(site.plan, "--only", "network,iscsi", "--yes") == 0
     capsys.readouterr()
     plan = load_plan(site.plan)
     ctx = RunContext(

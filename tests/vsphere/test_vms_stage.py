@@ -58,8 +58,9 @@ def test_dry_run_json_is_machine_readable_and_redacted(site: Site, capsys):
     payload = json.loads(capsys.readouterr().out)
     assert payload["exit_code"] == 2
     resources = [change["resource"] for change in payload["changes"]]
-    assert resources[:2] == ["vm vsa-node1", "vm vsa-node2"]
-    assert {change["stage"] for change in payload["changes"]} == {"vms", "iscsi", "datastore", "cluster"}
+    assert resources[3:5] == ["vm vsa-node1", "vm vsa-node2"]
+    stages = {change["stage"] for change in payload["changes"]}
+    assert stages == {"network", "vms", "iscsi", "datastore", "cluster"}
     userdata = [
         attr
         for change in payload["changes"]

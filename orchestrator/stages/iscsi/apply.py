@@ -13,6 +13,7 @@ from orchestrator.stages.contract import RunContext
 from orchestrator.stages.iscsi.facts import host_iscsi, software_adapter
 from orchestrator.stages.iscsi.operations import (
     AddSendTarget,
+    BindVnic,
     EnableSoftwareIscsi,
     HostIscsiOperation,
     Portal,
@@ -139,6 +140,37 @@ def rescan_for_lun(op: RescanForLun, ctx: RunContext) -> None:
             advance(int(100 * elapsed / LUN_WAIT_S))
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def bound_vnics(ctx: RunContext, manager: str, adapter: str) -> tuple[str, ...]:
+    """The vmknics bound to `adapter` (IscsiManager.QueryBoundVnics)."""
+    found = transient_retry(vim.host.IscsiManager(manager, ctx.vsphere.stub).QueryBoundVnics)(adapter)
+    return tuple(port.vnicDevice for port in found or [] if port.vnicDevice)
+
+
+@VSPHERE.handles(BindVnic)
+def bind_vnic(op: BindVnic, ctx: RunContext) -> None:
+    host = _Host(ctx, op)
+    vnic = op.vnic
+    if vnic is None:  # made by the network stage in this run: found by its portgroup
+        info = vim.host.NetworkSystem(op.network_system, ctx.vsphere.stub).networkInfo
+        vnic = next(
+            (v.device for v in (info.vnic if info else None) or [] if v.portgroup == op.portgroup), None
+        )
+        if vnic is None:
+            raise VSphereError(
+                f"host {host.name}: no vmknic on {op.portgroup} to bind; rerun the network stage"
+            )
+    log.info("host %s: IscsiManager.BindVnic(%s, %s)", host.name, host.adapter(), vnic)
+    manager = vim.host.IscsiManager(op.iscsi_manager, ctx.vsphere.stub)
+    try:
+        transient_retry(manager.BindVnic)(host.adapter(), vnic)
+    except vim.fault.IscsiFault as fault:
+        kind = type(fault).__name__.rsplit(".", 1)[-1]
+        raise VSphereError(
+            f"host {host.name}: binding {vnic} to the iSCSI adapter refused ({kind}): "
+            f"{fault_msg(fault) or 'no details'}"
+        ) from None
 
 
 def apply(ctx: RunContext, change: Change) -> None:

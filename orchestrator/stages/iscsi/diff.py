@@ -9,12 +9,15 @@ ESXi never returns a CHAP secret, so a wrong one shows only as a missing LUN:
 whenever the LUN is not visible the secret is pushed again before the rescan.
 """
 
+import ipaddress
+
 from orchestrator.changes import Attr, Change, Problem
 from orchestrator.operations import Operation, SecretRef
 from orchestrator.plan import ISCSI_PORT, Plan
 from orchestrator.stages.iscsi.facts import HostIscsi
 from orchestrator.stages.iscsi.operations import (
     AddSendTarget,
+    BindVnic,
     EnableSoftwareIscsi,
     Portal,
     RemoveSendTargets,
@@ -22,6 +25,7 @@ from orchestrator.stages.iscsi.operations import (
     SetChap,
     SetTargetOptions,
 )
+from orchestrator.stages.network.facts import reaches
 
 STAGE = "iscsi"
 CHAP_SECRET = SecretRef("chap")
@@ -36,10 +40,19 @@ def desired_options(plan: Plan) -> dict[str, int]:
     }
 
 
-def diff(plan: Plan, hosts: list[HostIscsi]) -> tuple[list[Change], list[Problem]]:
+def diff(
+    plan: Plan, hosts: list[HostIscsi], pending_vmknics: dict[str, str] | None = None
+) -> tuple[list[Change], list[Problem]]:
+    """`pending_vmknics`: per host, the iSCSI vmknic address ("ip/prefix") the network
+    stage makes in this run."""
     changes: list[Change] = []
     problems: list[Problem] = []
+    pending = pending_vmknics or {}
     for host in hosts:
+        unreachable = _unreachable(plan, host, pending.get(host.name))
+        if unreachable is not None:
+            problems.append(unreachable)
+            continue
         if host.storage_id is None:
             problems.append(
                 Problem(
@@ -62,6 +75,10 @@ def _host_change(plan: Plan, host: HostIscsi, storage: str) -> Change | None:
     if not host.enabled or host.adapter is None:
         attrs.append(Attr("software adapter", "disabled", "enabled"))
         operations.append(EnableSoftwareIscsi(*on))
+    binding = _binding(plan, host, on)
+    if binding is not None:
+        attrs.append(Attr("port binding", None, binding.vnic or f"the vmknic on {binding.portgroup}"))
+        operations.append(binding)
     ours = next((t for t in host.send_targets if t.portal == str(vip)), None)
     stale = [t for t in host.send_targets if t.portal != str(vip) and t.portal in host.our_portals]
     for target in stale:
@@ -103,6 +120,45 @@ def _host_change(plan: Plan, host: HostIscsi, storage: str) -> Change | None:
         resource=f"host {host.name} iscsi",
         attrs=attrs,
         operations=tuple(operations),
+    )
+
+
+def _unreachable(plan: Plan, host: HostIscsi, pending: str | None) -> Problem | None:
+    """A host that has no VMkernel port in the VIP's subnet (or the gateway's) could
+    never log in: refused before a send target is added (a configured one is left)."""
+    net = plan.network
+    vip = Portal(str(net.vip), ISCSI_PORT)
+    if host.network is None or any(t.portal == str(vip) for t in host.send_targets):
+        return None
+    subnet = ipaddress.IPv4Network(f"{net.vip}/{net.iscsi_prefix}", strict=False)
+    if pending is not None and net.vip in ipaddress.IPv4Interface(pending).network:
+        return None
+    if reaches(host.network, net.vip) or (net.iscsi_gateway and reaches(host.network, net.iscsi_gateway)):
+        return None
+    index = next(i for i, entry in enumerate(plan.hosts) if entry.esxi == host.name)
+    return Problem(
+        STAGE,
+        f"host {host.name} iscsi",
+        f"has no VMkernel port in {subnet} (the VIP's subnet), so its iSCSI adapter could never log in to "
+        f'{net.vip}; add hosts[{index}].vmk_ip = "<a free address in {subnet}>" to the plan (the network '
+        "stage then creates it)",
+    )
+
+
+def _binding(plan: Plan, host: HostIscsi, on: tuple[str, str, str | None]) -> BindVnic | None:
+    """With network.bind: the iSCSI portgroup's vmknic bound to the adapter."""
+    if not plan.network.bind or host.network is None or host.iscsi_manager is None:
+        return None
+    system = host.network.network_system
+    if system is None:
+        return None
+    portgroup = plan.network.iscsi_portgroup
+    vnics = host.network.vnics_on(portgroup, None)
+    vnic = vnics[0].device if vnics else None
+    if vnic is not None and vnic in (host.bound or ()):
+        return None
+    return BindVnic(
+        *on, iscsi_manager=host.iscsi_manager, network_system=system, portgroup=portgroup, vnic=vnic
     )
 
 

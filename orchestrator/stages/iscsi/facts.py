@@ -4,13 +4,18 @@ Read from the inventory snapshot (no round trip of its own). A send target is
 ours when the static targets it discovered carry our IQN.
 """
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pyVmomi import vim
 
 from orchestrator.plan import ISCSI_PORT, Plan
+from orchestrator.stages.network.facts import HostNetwork, host_network
 from orchestrator.vsphere.inventory import Inventory
+
+# Reads the vmknics bound to one adapter: (IscsiManager moId, adapter device) -> devices.
+BoundVnics = Callable[[str, str], tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -38,23 +43,37 @@ class HostIscsi:
     send_targets: tuple[SendTarget, ...] = ()
     our_portals: frozenset[str] = frozenset()  # send targets that discovered our IQN
     lun: str | None = None  # naa id of our IQN's LUN, when visible
+    network: HostNetwork | None = None  # its vmknics, for reachability and port binding
+    iscsi_manager: str | None = None  # IscsiManager moId
+    bound: tuple[str, ...] | None = None  # vmknics bound to the adapter; None: not asked
 
 
-def observe(plan: Plan, inventory: Inventory) -> list[HostIscsi]:
+def observe(plan: Plan, inventory: Inventory, bound_vnics: BoundVnics | None = None) -> list[HostIscsi]:
+    """Every host's adapter from the snapshot; with network.bind and `bound_vnics`, one
+    QueryBoundVnics per host whose adapter exists (the only call of its own)."""
     found = []
     for entry in plan.hosts:
         host = inventory.named(vim.HostSystem, entry.esxi)
         if host is None:
-            continue  # reported once, before any stage (stages.missing_hosts)
-        found.append(
-            host_iscsi(
-                plan.iqn,
-                entry.esxi,
-                host.id,
-                host.get("configManager.storageSystem"),
-                host.get("config.storageDevice"),
-            )
+            continue  # reported once, before any stage (stages.missing_hosts), or being added
+        facts = host_iscsi(
+            plan.iqn,
+            entry.esxi,
+            host.id,
+            host.get("configManager.storageSystem"),
+            host.get("config.storageDevice"),
         )
+        manager = host.get("configManager.iscsiManager")
+        facts = replace(
+            facts,
+            network=host_network(
+                entry.esxi, host.id, host.get("configManager.networkSystem"), host.get("config.network")
+            ),
+            iscsi_manager=manager._moId if manager is not None else None,
+        )
+        if bound_vnics and plan.network.bind and facts.adapter and facts.iscsi_manager:
+            facts = replace(facts, bound=bound_vnics(facts.iscsi_manager, facts.adapter))
+        found.append(facts)
     return found
 
 

@@ -87,3 +87,18 @@ class RescanForLun(HostIscsiOperation):
 
     def describe(self) -> str:
         return f"host {self.host}: RescanHba + RescanVmfs until a LUN of {self.iqn} via {self.portal} shows"
+
+
+@dataclass(frozen=True)
+class BindVnic(HostIscsiOperation):
+    """Port binding: the host's iSCSI vmknic bound to the software adapter. `vnic`
+    None is the one the network stage creates on `portgroup` in this run."""
+
+    iscsi_manager: str  # IscsiManager moId
+    network_system: str  # HostNetworkSystem moId, to find a vmknic made in this run
+    portgroup: str
+    vnic: str | None
+
+    def describe(self) -> str:
+        vnic = self.vnic or f"<vmknic on {self.portgroup}>"
+        return f"host {self.host}: IscsiManager.BindVnic({self.adapter or '<software adapter>'}, {vnic})"

@@ -129,14 +129,14 @@ class _HostDiff:
                     "so the run creates it, or create it on the host",
                 )
                 return
-            mtu = self.net.mtu or DEFAULT_MTU
+            new_mtu = self.net.mtu or DEFAULT_MTU
             self.changes.append(
                 Change(
                     stage=STAGE,
                     action="create",
                     resource=f"host {host.name} {resource}",
-                    attrs=[Attr("uplinks", None, ", ".join(uplinks)), Attr("mtu", None, mtu)],
-                    operations=(AddVswitch(*self.on, name=name, uplinks=tuple(uplinks), mtu=mtu),),
+                    attrs=[Attr("uplinks", None, ", ".join(uplinks)), Attr("mtu", None, new_mtu)],
+                    operations=(AddVswitch(*self.on, name=name, uplinks=tuple(uplinks), mtu=new_mtu),),
                 )
             )
             return
@@ -293,3 +293,13 @@ class _HostDiff:
                 ),
             )
         )
+
+
+def created_vmknics(changes: list[Change]) -> dict[str, str]:
+    """Per host, the iSCSI vmknic address these changes create or re-address."""
+    created: dict[str, str] = {}
+    for change in changes:
+        for op in change.operations:
+            if isinstance(op, AddVmknic | UpdateVmknic) and op.ip is not None:
+                created[op.host] = f"{op.ip}/{op.prefix}"
+    return created

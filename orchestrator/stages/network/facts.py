@@ -120,7 +120,7 @@ def _vnic(vnic: Any) -> VnicFact:
     ip = spec.ip if spec is not None else None
     address = None if ip is None or ip.dhcp or not ip.ipAddress else ip.ipAddress
     prefix = None
-    if address and ip.subnetMask:
+    if address and ip is not None and ip.subnetMask:
         try:
             prefix = ipaddress.IPv4Network(f"0.0.0.0/{ip.subnetMask}").prefixlen
         except ValueError:

@@ -326,6 +326,10 @@ def _device_spec(edit: DeviceEdit, current: dict[int, Any], controller_key: int,
         return spec
     if isinstance(edit, RemoveNic):
         return Device.VirtualDeviceSpec(operation=Op.remove, device=current[edit.key])
+    if edit.network_id == facts.PENDING_NETWORK:
+        raise VSphereError(
+            f"portgroup {edit.network} does not exist yet; rerun (the network stage creates it)"
+        )
     network = vim.Network(edit.network_id, stub)
     backing = Device.VirtualEthernetCard.NetworkBackingInfo(deviceName=edit.network, network=network)
     if isinstance(edit, AddNic):

@@ -27,6 +27,9 @@ from orchestrator.vsphere.vm_facts import DiskFact, NicFact, VmFact, vm_fact
 DATA_BUS = 1
 
 
+PENDING_NETWORK = "(created by the network stage)"  # a portgroup's id before it exists
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where the plan puts a node, resolved in the inventory (None: not found)."""

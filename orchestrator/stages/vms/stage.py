@@ -1,14 +1,14 @@
 """The `vms` stage: one storage VM per storage node, reset when its guest is
 silent (guest_liveness), started with its host (autostart)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator.changes import Change, Problem
 from orchestrator.identity import node_identity, ssh_public_key
 from orchestrator.stages.contract import RunContext
 from orchestrator.stages.vms import apply, autostart, diff, facts, guest_liveness
 from orchestrator.stages.vms.autostart import HostAutostart
-from orchestrator.stages.vms.facts import VmsFacts
+from orchestrator.stages.vms.facts import PENDING_NETWORK, Placement, VmsFacts
 from orchestrator.stages.vms.guest_liveness import Silence
 from orchestrator.stages.vms.operations import PowerOnVm, ResetVm
 
@@ -35,7 +35,9 @@ class VmsStage:
             key = ctx.state.host_key(node.node, deployed=facts.deployed_host_key(node_facts.vm))
             ctx.host_keys[node.node] = key
             ctx.identities[node.node] = node_identity(plan, node, key, admin_key)
-            placement = node_facts.placement
+            placement = node_facts.placement = with_pending(
+                node_facts.placement, ctx.pending_portgroups.get(node.esxi)
+            )
             if facts.needs_disk_file_check(plan, node_facts) and placement.datastore_id:
                 node_facts.folder_files = facts.disk_files_present(ctx.vsphere, plan, node)
         silences = None
@@ -68,3 +70,12 @@ def starting(changes: list[Change]) -> set[str]:
         for operation in change.operations
         if isinstance(operation, PowerOnVm | ResetVm)
     }
+
+
+def with_pending(placement: Placement, created: set[str] | None) -> Placement:
+    """The host's networks, counting the portgroups the network stage creates in this run
+    (their id is known only once they exist: the stage is planned again before it applies)."""
+    if not created:
+        return placement
+    pending = {name: PENDING_NETWORK for name in created if name not in placement.networks}
+    return replace(placement, networks={**placement.networks, **pending})
