@@ -4,6 +4,7 @@ from orchestrator.changes import Change, Problem
 from orchestrator.stages.contract import RunContext
 from orchestrator.stages.hosts import apply, diff, facts
 from orchestrator.stages.hosts.facts import HostsFacts
+from orchestrator.stages.hosts.operations import AddHost
 
 
 class HostsStage:
@@ -23,7 +24,9 @@ class HostsStage:
                     )
                 except ValueError as err:
                     problems.append(Problem(diff.STAGE, f"host {entry.esxi}", str(err)))
-        ctx.pending_hosts = {change.resource.removeprefix("host ") for change in changes}
+        ctx.pending_hosts = {
+            op.host for change in changes for op in change.operations if isinstance(op, AddHost)
+        }
         return changes, problems
 
     def apply(self, ctx: RunContext, change: Change) -> None:

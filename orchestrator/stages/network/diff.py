@@ -10,7 +10,8 @@ name is touched: no other vSwitch, portgroup or vmknic, and never vmk0.
 Distributed portgroups are used as they are.
 """
 
-from orchestrator.changes import Attr, Change, Problem
+from orchestrator.changes import Action, Attr, Change, Problem
+from orchestrator.operations import Operation
 from orchestrator.plan import HostEntry, Plan
 from orchestrator.stages.network.facts import HostNetwork, NetworkFacts, VnicFact
 from orchestrator.stages.network.operations import (
@@ -91,6 +92,12 @@ class _HostDiff:
         changes += self.changes
         problems += self.problems
 
+    def _change(
+        self, action: Action, resource: str, attrs: list[Attr], operation: Operation, note: str | None = None
+    ) -> None:
+        resource = f"host {self.host.name} {resource}"
+        self.changes.append(Change(STAGE, action, resource, attrs, note=note, operations=(operation,)))
+
     def _problem(self, resource: str, message: str) -> None:
         self.problems.append(Problem(STAGE, f"host {self.host.name} {resource}", message))
 
@@ -130,14 +137,11 @@ class _HostDiff:
                 )
                 return
             new_mtu = self.net.mtu or DEFAULT_MTU
-            self.changes.append(
-                Change(
-                    stage=STAGE,
-                    action="create",
-                    resource=f"host {host.name} {resource}",
-                    attrs=[Attr("uplinks", None, ", ".join(uplinks)), Attr("mtu", None, new_mtu)],
-                    operations=(AddVswitch(*self.on, name=name, uplinks=tuple(uplinks), mtu=new_mtu),),
-                )
+            self._change(
+                "create",
+                resource,
+                [Attr("uplinks", None, ", ".join(uplinks)), Attr("mtu", None, new_mtu)],
+                AddVswitch(*self.on, name=name, uplinks=tuple(uplinks), mtu=new_mtu),
             )
             return
         attrs: list[Attr] = []
@@ -150,14 +154,8 @@ class _HostDiff:
                 Attr("uplinks", ", ".join(vswitch.uplinks) or None, ", ".join(vswitch.uplinks + added))
             )
         if attrs:
-            self.changes.append(
-                Change(
-                    stage=STAGE,
-                    action="update",
-                    resource=f"host {host.name} {resource}",
-                    attrs=attrs,
-                    operations=(UpdateVswitch(*self.on, name=name, mtu=mtu, add_uplinks=added),),
-                )
+            self._change(
+                "update", resource, attrs, UpdateVswitch(*self.on, name=name, mtu=mtu, add_uplinks=added)
             )
 
     def _portgroup(self, name: str) -> None:
@@ -185,25 +183,19 @@ class _HostDiff:
                     "for a new vSwitch) so the run creates it",
                 )
             elif self.vswitch_usable:
-                self.changes.append(
-                    Change(
-                        stage=STAGE,
-                        action="create",
-                        resource=f"host {host.name} {resource}",
-                        attrs=[Attr("vswitch", None, net.vswitch), Attr("vlan", None, vlan or 0)],
-                        operations=(AddPortgroup(*self.on, name=name, vswitch=net.vswitch, vlan=vlan or 0),),
-                    )
+                self._change(
+                    "create",
+                    resource,
+                    [Attr("vswitch", None, net.vswitch), Attr("vlan", None, vlan or 0)],
+                    AddPortgroup(*self.on, name=name, vswitch=net.vswitch, vlan=vlan or 0),
                 )
             return
         if vlan is not None and portgroup.vlan != vlan:
-            self.changes.append(
-                Change(
-                    stage=STAGE,
-                    action="update",
-                    resource=f"host {host.name} {resource}",
-                    attrs=[Attr("vlan", portgroup.vlan, vlan)],
-                    operations=(SetPortgroupVlan(*self.on, name=name, vlan=vlan),),
-                )
+            self._change(
+                "update",
+                resource,
+                [Attr("vlan", portgroup.vlan, vlan)],
+                SetPortgroupVlan(*self.on, name=name, vlan=vlan),
             )
         if name == net.iscsi_portgroup and net.mtu is not None and portgroup.vswitch != net.vswitch:
             vswitch = host.vswitch(portgroup.vswitch)
@@ -241,16 +233,11 @@ class _HostDiff:
             attrs = [Attr("address", None, f"{address}/{prefix}")]
             if net.mtu is not None:
                 attrs.append(Attr("mtu", None, net.mtu))
-            self.changes.append(
-                Change(
-                    stage=STAGE,
-                    action="create",
-                    resource=f"host {host.name} {resource}",
-                    attrs=attrs,
-                    operations=(
-                        AddVmknic(*self.on, portgroup=portgroup, ip=address, prefix=prefix, mtu=net.mtu),
-                    ),
-                )
+            self._change(
+                "create",
+                resource,
+                attrs,
+                AddVmknic(*self.on, portgroup=portgroup, ip=address, prefix=prefix, mtu=net.mtu),
             )
             return
         vnic = next((vnic for vnic in ours if vnic.ip == address), ours[0])
@@ -274,24 +261,19 @@ class _HostDiff:
                 "iSCSI vmknic on its own portgroup (network.iscsi_portgroup)",
             )
             return
-        self.changes.append(
-            Change(
-                stage=STAGE,
-                action="update",
-                resource=f"host {self.host.name} {resource}",
-                attrs=attrs,
-                note=f"{vnic.device}",
-                operations=(
-                    UpdateVmknic(
-                        *self.on,
-                        device=vnic.device,
-                        portgroup=vnic.portgroup,
-                        ip=address if readdress else None,
-                        prefix=prefix,
-                        mtu=mtu,
-                    ),
-                ),
-            )
+        self._change(
+            "update",
+            resource,
+            attrs,
+            UpdateVmknic(
+                *self.on,
+                device=vnic.device,
+                portgroup=vnic.portgroup,
+                ip=address if readdress else None,
+                prefix=prefix,
+                mtu=mtu,
+            ),
+            note=f"{vnic.device}",
         )
 
 
