@@ -3,7 +3,7 @@
 Calls per snapshot, whatever the inventory size: FindByInventoryPath for the
 datacenter, our VM folder and each VM path asked for (the template);
 CreateContainerView; one RetrievePropertiesEx (every host, compute resource,
-pool, datastore and network through the view, plus full details of the VMs in
+pool, datastore, network and distributed switch through the view, plus full details of the VMs in
 our folder and at the given paths); DestroyView. A server that pages results
 adds ContinueRetrievePropertiesEx calls. Unrelated VMs are never read.
 """
@@ -39,6 +39,8 @@ INVENTORY_PROPERTIES: dict[type, list[str]] = {
     vim.ClusterComputeResource: ["name", "resourcePool", "host", "configurationEx"],
     vim.Datastore: ["name", "host", "info", "summary.multipleHostAccess", "summary.accessible"],
     vim.Network: ["name"],
+    vim.dvs.DistributedVirtualPortgroup: ["key", "config.distributedVirtualSwitch"],
+    vim.DistributedVirtualSwitch: ["uuid"],
     vim.ResourcePool: ["owner"],
 }
 
@@ -182,6 +184,7 @@ def _create_view(content: vim.ServiceInstanceContent, dc: Any) -> Any:
         vim.ResourcePool,
         vim.Datastore,
         vim.Network,
+        vim.DistributedVirtualSwitch,
     ]
     return required(content.viewManager, "viewManager").CreateContainerView(dc, kinds, True)
 

@@ -159,6 +159,50 @@ def test_existing_portgroups_are_adopted_and_never_recreated(site: Site, capsys)
     assert "AddPortGroup" not in site.tasks_since_reset()
 
 
+def distributed_portgroup(site: Site, name: str) -> tuple[vim.dvs.DistributedVirtualPortgroup, str]:
+    """A distributed switch with the storage hosts as members and one portgroup
+    on it, made as vCenter's admin would; returns the portgroup and the switch uuid."""
+    datacenter = site.content.rootFolder.childEntity[0]
+    create = vim.DistributedVirtualSwitch.CreateSpec(
+        configSpec=vim.dvs.VmwareDistributedVirtualSwitch.ConfigSpec(name="DSwitch")
+    )
+    datacenter.networkFolder.CreateDVS_Task(create)
+    dvs = next(e for e in datacenter.networkFolder.childEntity if isinstance(e, vim.DistributedVirtualSwitch))
+    members = [vim.dvs.HostMember.ConfigSpec(operation="add", host=site.host(host)) for host in STORAGE_HOSTS]
+    spec = vim.dvs.VmwareDistributedVirtualSwitch.ConfigSpec(
+        configVersion=dvs.config.configVersion, host=members
+    )
+    dvs.ReconfigureDvs_Task(spec)
+    dvs.AddDVPortgroup_Task([vim.dvs.DistributedVirtualPortgroup.ConfigSpec(name=name, numPorts=8)])
+    portgroup = next(pg for pg in dvs.portgroup if pg.name == name)
+    return portgroup, dvs.uuid
+
+
+def test_a_distributed_portgroup_backs_the_storage_nics_and_is_never_changed(site: Site, capsys):
+    portgroup, switch_uuid = distributed_portgroup(site, "DV-Replication")
+    site.edit_plan('replication_portgroup = "VSA-Replication"', 'replication_portgroup = "DV-Replication"')
+    site.info.reset_calls()
+    assert vsa(site.plan, "--yes") == 0
+    for name in ("vsa-node1", "vsa-node2"):
+        nics = [
+            dev
+            for dev in site.vm(name).config.hardware.device
+            if isinstance(dev, vim.vm.device.VirtualEthernetCard)
+        ]
+        backings = [nic.backing for nic in nics]
+        assert isinstance(backings[0], vim.vm.device.VirtualEthernetCard.NetworkBackingInfo)
+        assert backings[0].deviceName == "VSA-iSCSI"
+        dv = backings[1]
+        assert isinstance(dv, vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo)
+        assert (dv.port.portgroupKey, dv.port.switchUuid) == (portgroup.key, switch_uuid)
+    tasks = site.tasks_since_reset()
+    assert not {"AddDVPortgroup_Task", "ReconfigureDVPortgroup_Task", "ReconfigureDvs_Task"} & set(tasks)
+    assert "AddPortGroup" not in tasks
+    capsys.readouterr()
+    # The NIC on the distributed portgroup is recognised: a rerun changes nothing.
+    assert vsa(site.plan, "--dry-run") == 0
+
+
 def test_a_host_without_a_vmknic_in_the_vips_subnet_stops_the_iscsi_stage(site: Site, capsys):
     site.edit_plan('vmk_ip = "10.11.55.63"\n', "")
     assert vsa(site.plan, "--yes") == 1

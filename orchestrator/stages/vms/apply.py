@@ -28,6 +28,7 @@ from orchestrator.stages.vms.operations import (
     ConfigureNewVm,
     DestroyVm,
     DeviceEdit,
+    EditNic,
     EnsureVmFolder,
     GrowDisk,
     ImportVmFromOva,
@@ -330,8 +331,7 @@ def _device_spec(edit: DeviceEdit, current: dict[int, Any], controller_key: int,
         raise VSphereError(
             f"portgroup {edit.network} does not exist yet; rerun (the network stage creates it)"
         )
-    network = vim.Network(edit.network_id, stub)
-    backing = Device.VirtualEthernetCard.NetworkBackingInfo(deviceName=edit.network, network=network)
+    backing = _nic_backing(edit, stub)
     if isinstance(edit, AddNic):
         nic = Device.VirtualVmxnet3(
             key=-300 - NIC_ROLES.index(edit.role),
@@ -347,6 +347,18 @@ def _device_spec(edit: DeviceEdit, current: dict[int, Any], controller_key: int,
     nic.addressType = "manual"
     nic.macAddress = edit.mac
     return Device.VirtualDeviceSpec(operation=operation, device=nic)
+
+
+def _nic_backing(edit: AddNic | EditNic, stub: Any) -> Any:
+    """A standard portgroup is named by its network; a distributed one by its
+    key and switch, or vCenter refuses the NIC."""
+    if edit.distributed is not None:
+        port = vim.dvs.PortConnection(
+            portgroupKey=edit.distributed.key, switchUuid=edit.distributed.switch_uuid
+        )
+        return Device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(port=port)
+    network = vim.Network(edit.network_id, stub)
+    return Device.VirtualEthernetCard.NetworkBackingInfo(deviceName=edit.network, network=network)
 
 
 def _add_disk(edit: AddDisk, controller_key: int) -> Any:

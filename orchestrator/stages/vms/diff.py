@@ -460,7 +460,8 @@ def _diff_nics(
         label = f"nic {role}"
         current = vm.nics[index] if index < len(vm.nics) else None
         network_id = placement.networks[network]  # a missing portgroup is a problem before any edit
-        add = AddNic(role, network, network_id, mac)
+        distributed = placement.distributed.get(network)
+        add = AddNic(role, network, network_id, mac, distributed)
         if current is None:
             edits.attrs.append(Attr(label, None, wanted))
             edits.devices.append(add)
@@ -469,7 +470,7 @@ def _diff_nics(
             edits.devices += [RemoveNic(current.key), add]
         elif current.network != network or current.mac != mac:
             edits.attrs.append(Attr(label, _nic_text(current), wanted))
-            edits.devices.append(EditNic(current.key, network, network_id, mac))
+            edits.devices.append(EditNic(current.key, network, network_id, mac, distributed))
     for extra in vm.nics[len(NIC_ROLES) :]:
         edits.attrs.append(Attr(f"nic key {extra.key}", _nic_text(extra), None))
         edits.devices.append(RemoveNic(extra.key))

@@ -9,13 +9,14 @@ orchestrator/vsphere/vm_facts.py (shared with `status`).
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyVmomi import vim
 
 from orchestrator.guest.layout import DISK_ROLES
 from orchestrator.plan import Plan, StorageNode
+from orchestrator.stages.vms.operations import DvPortgroup
 from orchestrator.state import HostKey
 from orchestrator.vsphere import ova_package
 from orchestrator.vsphere.datastore_files import existing_files
@@ -40,6 +41,7 @@ class Placement:
     datastore_id: str | None
     datastore_local: bool
     networks: dict[str, str]  # portgroup name -> network id, as seen by the host
+    distributed: dict[str, DvPortgroup] = field(default_factory=dict)  # of those, the distributed ones
 
 
 @dataclass
@@ -164,11 +166,15 @@ def placement_of(inventory: Inventory, node: StorageNode) -> Placement:
         and not datastore.get("summary.multipleHostAccess")
         and len(datastore.get("host") or []) == 1
     )
-    networks = {}
+    networks, distributed = {}, {}
     for ref in host.get("network") or []:
         network = inventory.by_ref(ref)
-        if network is not None:
-            networks[network.name] = network.id
+        if network is None:
+            continue
+        networks[network.name] = network.id
+        switch = inventory.by_ref(network.get("config.distributedVirtualSwitch"))
+        if switch is not None and switch.get("uuid"):
+            distributed[network.name] = DvPortgroup(network.get("key") or network.id, switch.get("uuid"))
     pool = compute.get("resourcePool") if compute else None
     return Placement(
         host_id=host.id,
@@ -177,6 +183,7 @@ def placement_of(inventory: Inventory, node: StorageNode) -> Placement:
         datastore_id=datastore.id if datastore else None,
         datastore_local=local,
         networks=networks,
+        distributed=distributed,
     )
 
 

@@ -26,6 +26,14 @@ class Target:
     datastore: str | None
 
 
+@dataclass(frozen=True)
+class DvPortgroup:
+    """A distributed portgroup as a NIC backing needs it: its key and its switch's uuid."""
+
+    key: str
+    switch_uuid: str
+
+
 # Device edits of one ReconfigVM_Task; `kind` tells them apart in JSON.
 
 
@@ -84,6 +92,7 @@ class AddNic:
     network: str  # portgroup name
     network_id: str
     mac: str
+    distributed: DvPortgroup | None = None  # set when the portgroup is a distributed one
     kind: Literal["add_nic"] = "add_nic"
 
     def __str__(self) -> str:
@@ -96,6 +105,7 @@ class EditNic:
     network: str
     network_id: str
     mac: str
+    distributed: DvPortgroup | None = None
     kind: Literal["edit_nic"] = "edit_nic"
 
     def __str__(self) -> str:
