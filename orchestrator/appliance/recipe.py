@@ -31,6 +31,13 @@ PACKAGES = (
     "drbd-utils",
     "heartbeat",  # ships dopd / drbd-peer-outdater
     "resource-agents",
+    # the Pacemaker stack ([ha] manager = "pacemaker"); qnetd runs on the witness
+    "pacemaker",
+    "pacemaker-cli-utils",  # cibadmin, crm_mon, crm_attribute (ocf:linbit:drbd's master score)
+    "corosync",
+    "corosync-qdevice",
+    "corosync-qnetd",
+    "iptables",  # ocf:heartbeat:portblock holds 3260 while the target moves
     "targetcli-fb",
     "python3-rtslib-fb",
     # management and identity

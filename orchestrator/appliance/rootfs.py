@@ -15,8 +15,15 @@ from orchestrator.host_files import ARCHIVE_KEYRING
 
 # Units a storage node does not need at boot (timers that touch the network or disks).
 MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "e2scrub_reap.service")
-# Started by the guest stage once configured: heartbeat cannot start without ha.cf.
-DISABLED_UNITS = ("heartbeat.service",)
+# Started by the guest stage once configured, for the plan's cluster manager only
+# (heartbeat cannot start without ha.cf; corosync's packaged config is a stub).
+DISABLED_UNITS = (
+    "heartbeat.service",
+    "corosync.service",
+    "pacemaker.service",
+    "corosync-qdevice.service",
+    "corosync-qnetd.service",
+)
 # Left over from installation; the appliance must not carry the build host's data.
 REMOVED = (
     "etc/ssh/ssh_host_*",  # cloud-init installs the orchestrator's host key
