@@ -5,12 +5,16 @@ import json
 import pytest
 
 from orchestrator.changes import Change
+from orchestrator.logs import Redactor
 from orchestrator.operations import Executor, Operation, SecretRef, operation_from_json
 from orchestrator.plan import ISCSI_PORT, load_plan
+from orchestrator.progress import Reporter
+from orchestrator.stages.contract import RunContext
 from orchestrator.stages.iscsi.diff import desired_options, diff
 from orchestrator.stages.iscsi.facts import HostIscsi, SendTarget
 from orchestrator.stages.iscsi.operations import (
     AddSendTarget,
+    BindVnic,
     EnableSoftwareIscsi,
     Portal,
     RemoveSendTargets,
@@ -18,7 +22,11 @@ from orchestrator.stages.iscsi.operations import (
     SetChap,
     SetTargetOptions,
 )
+from orchestrator.stages.iscsi.stage import IscsiStage
+from orchestrator.stages.network.facts import HostNetwork, VnicFact
+from orchestrator.state import StateDir
 from tests.unit.conftest import EXAMPLE_PLAN
+from tests.unit.test_plan_network import with_network
 
 PLAN = load_plan(EXAMPLE_PLAN)
 VIP = Portal(str(PLAN.network.vip), ISCSI_PORT)
@@ -133,3 +141,150 @@ def test_an_executor_runs_only_operations_of_its_side_it_has_a_handler_for():
     node_side: Executor[None] = Executor("node")
     with pytest.raises(TypeError, match="acts on vsphere, not node"):
         node_side.handles(AddSendTarget)
+
+
+# ---------------------------------------------------------------- reachability and port binding
+
+ESX1, ESX2 = (entry.esxi for entry in PLAN.hosts)
+VMK0 = VnicFact("vmk0", "Management Network", None, "192.168.1.11", 24, 1500)
+VMK1 = VnicFact("vmk1", PLAN.network.iscsi_portgroup, None, "10.11.55.61", 8, 9000)
+
+
+def on_network(*vnics: VnicFact, name: str = ESX1) -> HostNetwork:
+    return HostNetwork(name=name, host_id="host-1", network_system="networkSystem-1", vnics=vnics)
+
+
+def fresh(name: str = ESX1, *vnics: VnicFact, **changes) -> HostIscsi:
+    """A planned host whose adapter is not enabled yet, with these vmknics."""
+    return configured(
+        name=name,
+        enabled=False,
+        adapter=None,
+        send_targets=(),
+        our_portals=frozenset(),
+        lun=None,
+        network=on_network(*vnics, name=name),
+        iscsi_manager="iscsiManager-1",
+        **changes,
+    )
+
+
+def test_a_host_without_a_vmknic_in_the_vips_subnet_is_one_problem_naming_its_vmk_ip_key():
+    changes, problems = diff(PLAN, [fresh(ESX2, VMK0)])
+    assert changes == []
+    [problem] = problems
+    assert problem.resource == f"host {ESX2} iscsi"
+    assert "has no VMkernel port in 10.0.0.0/8 (the VIP's subnet)" in problem.message
+    assert 'add hosts[1].vmk_ip = "<a free address in 10.0.0.0/8>"' in problem.message
+
+
+def test_an_unreachable_host_does_not_hide_a_reachable_ones_change():
+    changes, problems = diff(PLAN, [fresh(ESX1, VMK0, VMK1), fresh(ESX2, VMK0)])
+    assert [change.resource for change in changes] == [f"host {ESX1} iscsi"]
+    assert [problem.resource for problem in problems] == [f"host {ESX2} iscsi"]
+
+
+def test_a_vmknic_the_network_stage_makes_in_this_run_makes_the_host_reachable():
+    changes, problems = diff(PLAN, [fresh(ESX1, VMK0)], {ESX1: "10.11.55.61/8"})
+    assert problems == []
+    [change] = changes
+    assert AddSendTarget(ESX1, "storageSystem-1", None, VIP) in change.operations
+
+
+def test_a_pending_vmknic_outside_the_vips_subnet_does_not_count():
+    _, problems = diff(PLAN, [fresh(ESX1, VMK0)], {ESX1: "192.168.7.5/24"})
+    assert [problem.resource for problem in problems] == [f"host {ESX1} iscsi"]
+
+
+def test_the_stage_passes_the_run_contexts_pending_vmknics(tmp_path):
+    ctx = RunContext(
+        plan=PLAN,
+        session=None,
+        state=StateDir(tmp_path / "state", persist=True),
+        reporter=Reporter(None),
+        allow_destroy=frozenset(),
+        redactor=Redactor(),
+    )
+    host = fresh(ESX1, VMK0)
+    assert len(IscsiStage().diff(ctx, [host])[1]) == 1
+    ctx.pending_vmknics = {ESX1: "10.11.55.61/8"}
+    changes, problems = IscsiStage().diff(ctx, [host])
+    assert problems == [] and len(changes) == 1
+
+
+def test_a_host_with_our_send_target_is_not_refused_for_reachability():
+    host = configured(name=ESX1, network=on_network(VMK0))
+    assert diff(PLAN, [host]) == ([], [])
+
+
+def test_a_host_with_a_vmknic_in_the_vips_subnet_is_reachable():
+    changes, problems = diff(PLAN, [fresh(ESX1, VMK0, VMK1)])
+    assert problems == [] and len(changes) == 1
+
+
+def only_change_of(plan, host: HostIscsi) -> Change:
+    changes, problems = diff(plan, [host])
+    assert problems == []
+    [change] = changes
+    return change
+
+
+@pytest.fixture
+def bind_plan(plan_text, write_plan):
+    return load_plan(write_plan(with_network(plan_text, "bind = true\n")))
+
+
+def test_bind_binds_the_vmknic_right_after_enabling_the_adapter(bind_plan):
+    [change], problems = diff(bind_plan, [fresh(ESX1, VMK0, VMK1)])
+    assert problems == []
+    assert kinds(change)[:3] == [EnableSoftwareIscsi, BindVnic, AddSendTarget]
+    assert change.operations[1] == BindVnic(
+        ESX1,
+        "storageSystem-1",
+        None,
+        iscsi_manager="iscsiManager-1",
+        network_system="networkSystem-1",
+        portgroup=PLAN.network.iscsi_portgroup,
+        vnic="vmk1",
+    )
+
+
+def test_bind_of_a_vmknic_made_in_this_run_names_its_portgroup(bind_plan):
+    [change], _ = diff(bind_plan, [fresh(ESX1, VMK0)], {ESX1: "10.11.55.61/8"})
+    [bind] = [op for op in change.operations if isinstance(op, BindVnic)]
+    assert bind.vnic is None and bind.portgroup == PLAN.network.iscsi_portgroup
+
+
+def test_bind_on_an_enabled_adapter_whose_vmknic_is_not_bound(bind_plan):
+    host = configured(name=ESX1, network=on_network(VMK0, VMK1), iscsi_manager="iscsiManager-1", bound=())
+    change = only_change_of(bind_plan, host)
+    assert kinds(change) == [BindVnic, RescanForLun]
+    assert change.operations[0].adapter == "vmhba65" and change.operations[0].vnic == "vmk1"
+
+
+def test_bind_gives_no_operation_when_the_vmknic_is_already_bound(bind_plan):
+    host = configured(
+        name=ESX1, network=on_network(VMK0, VMK1), iscsi_manager="iscsiManager-1", bound=("vmk1",)
+    )
+    assert diff(bind_plan, [host]) == ([], [])
+
+
+def test_without_bind_no_vmknic_is_bound():
+    [change], _ = diff(PLAN, [fresh(ESX1, VMK0, VMK1)])
+    assert BindVnic not in kinds(change)
+
+
+# BUG (orchestrator/stages/iscsi/diff.py, _binding): the vmknic is looked up with
+# vnics_on(portgroup, None), i.e. only on a *standard* portgroup of that name. With the
+# iSCSI portgroup distributed (which the network stage adopts), an already bound vmknic
+# is not found: BindVnic(vnic=None) is planned on every run (never converges), and
+# apply's bind_vnic, which finds a None vnic by `v.portgroup == op.portgroup`, cannot
+# find a vmknic on a distributed portgroup either and fails. The iscsi facts carry no
+# distributed portgroup key to fix this in the diff alone.
+@pytest.mark.xfail(strict=True, reason="bind ignores a vmknic on a distributed iSCSI portgroup")
+def test_bind_finds_an_already_bound_vmknic_on_a_distributed_portgroup(bind_plan):
+    on_dv = VnicFact("vmk1", "", "dvportgroup-10", "10.11.55.61", 8, 9000)
+    host = configured(
+        name=ESX1, network=on_network(VMK0, on_dv), iscsi_manager="iscsiManager-1", bound=("vmk1",)
+    )
+    assert diff(bind_plan, [host]) == ([], [])
