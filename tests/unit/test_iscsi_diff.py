@@ -274,17 +274,13 @@ def test_without_bind_no_vmknic_is_bound():
     assert BindVnic not in kinds(change)
 
 
-# BUG (orchestrator/stages/iscsi/diff.py, _binding): the vmknic is looked up with
-# vnics_on(portgroup, None), i.e. only on a *standard* portgroup of that name. With the
-# iSCSI portgroup distributed (which the network stage adopts), an already bound vmknic
-# is not found: BindVnic(vnic=None) is planned on every run (never converges), and
-# apply's bind_vnic, which finds a None vnic by `v.portgroup == op.portgroup`, cannot
-# find a vmknic on a distributed portgroup either and fails. The iscsi facts carry no
-# distributed portgroup key to fix this in the diff alone.
-@pytest.mark.xfail(strict=True, reason="bind ignores a vmknic on a distributed iSCSI portgroup")
 def test_bind_finds_an_already_bound_vmknic_on_a_distributed_portgroup(bind_plan):
     on_dv = VnicFact("vmk1", "", "dvportgroup-10", "10.11.55.61", 8, 9000)
     host = configured(
-        name=ESX1, network=on_network(VMK0, on_dv), iscsi_manager="iscsiManager-1", bound=("vmk1",)
+        name=ESX1,
+        network=on_network(VMK0, on_dv),
+        iscsi_manager="iscsiManager-1",
+        bound=("vmk1",),
+        iscsi_dv_key="dvportgroup-10",
     )
     assert diff(bind_plan, [host]) == ([], [])

@@ -348,6 +348,17 @@ def test_a_missing_vmknic_on_a_distributed_portgroup_is_a_problem_not_a_change(p
     assert "has no VMkernel port on the distributed portgroup" in problem.message
 
 
+def test_a_readdressed_vmknic_on_a_distributed_portgroup_is_a_problem_not_a_change(plan_with):
+    plan = plan_with(OPT_IN.replace("iscsi_vlan = 55\n", ""))
+    moved = VnicFact("vmk1", "", DV_KEY, "10.11.55.99", 8, 9000)
+    changes, problems = diff(plan, facts(dv_host((moved,)), distributed={ISCSI: DV_KEY}))
+    assert changes == []  # no UpdateVmknic on the distributed switch
+    [problem] = problems
+    assert problem.resource == f"host {ESX1} vmknic on {ISCSI}"
+    assert "vmk1 is on a distributed portgroup" in problem.message
+    assert "address to 10.11.55.61/8 in vCenter" in problem.message
+
+
 def test_a_standard_vmknic_of_the_same_name_does_not_count_for_a_distributed_portgroup(plan_with):
     plan = plan_with(OPT_IN.replace("iscsi_vlan = 55\n", ""))
     standard = VnicFact("vmk1", ISCSI, None, "10.11.55.61", 8, 9000)

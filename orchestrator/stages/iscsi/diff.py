@@ -153,7 +153,7 @@ def _binding(plan: Plan, host: HostIscsi, on: tuple[str, str, str | None]) -> Bi
     if system is None:
         return None
     portgroup = plan.network.iscsi_portgroup
-    vnics = host.network.vnics_on(portgroup, None)
+    vnics = host.network.vnics_on(portgroup, host.iscsi_dv_key)
     vnic = vnics[0].device if vnics else None
     if vnic is not None and vnic in (host.bound or ()):
         return None

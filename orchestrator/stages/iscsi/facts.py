@@ -11,7 +11,7 @@ from typing import Any
 from pyVmomi import vim
 
 from orchestrator.plan import ISCSI_PORT, Plan
-from orchestrator.stages.network.facts import HostNetwork, host_network
+from orchestrator.stages.network.facts import HostNetwork, distributed_portgroups, host_network
 from orchestrator.vsphere.inventory import Inventory
 
 # Reads the vmknics bound to one adapter: (IscsiManager moId, adapter device) -> devices.
@@ -46,12 +46,14 @@ class HostIscsi:
     network: HostNetwork | None = None  # its vmknics, for reachability and port binding
     iscsi_manager: str | None = None  # IscsiManager moId
     bound: tuple[str, ...] | None = None  # vmknics bound to the adapter; None: not asked
+    iscsi_dv_key: str | None = None  # the iSCSI portgroup's key when it is a distributed one
 
 
 def observe(plan: Plan, inventory: Inventory, bound_vnics: BoundVnics | None = None) -> list[HostIscsi]:
     """Every host's adapter from the snapshot; with network.bind and `bound_vnics`, one
     QueryBoundVnics per host whose adapter exists (the only call of its own)."""
     found = []
+    dv_key = distributed_portgroups(inventory).get(plan.network.iscsi_portgroup)
     for entry in plan.hosts:
         host = inventory.named(vim.HostSystem, entry.esxi)
         if host is None:
@@ -70,6 +72,7 @@ def observe(plan: Plan, inventory: Inventory, bound_vnics: BoundVnics | None = N
                 entry.esxi, host.id, host.get("configManager.networkSystem"), host.get("config.network")
             ),
             iscsi_manager=manager._moId if manager is not None else None,
+            iscsi_dv_key=dv_key,
         )
         if bound_vnics and plan.network.bind and facts.adapter and facts.iscsi_manager:
             facts = replace(facts, bound=bound_vnics(facts.iscsi_manager, facts.adapter))

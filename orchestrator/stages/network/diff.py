@@ -261,6 +261,14 @@ class _HostDiff:
                 "iSCSI vmknic on its own portgroup (network.iscsi_portgroup)",
             )
             return
+        if vnic.dv_portgroup is not None:
+            self._problem(
+                resource,
+                f"{vnic.device} is on a distributed portgroup, which this plan never changes; set its "
+                + " and ".join(f"{attr.name} to {attr.after}" for attr in attrs)
+                + " in vCenter",
+            )
+            return
         self._change(
             "update",
             resource,
