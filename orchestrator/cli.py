@@ -11,7 +11,7 @@ from pathlib import Path
 
 from orchestrator.engine import EXIT_ERROR, EXIT_OK, Options, run
 from orchestrator.logs import REDACTOR, close_log, open_log
-from orchestrator.output import error_line, make_console, warn_if_insecure
+from orchestrator.output import error_line, make_console, warn_about_plan
 from orchestrator.plan import PlanError, load_plan
 from orchestrator.saved_plan import SavedPlan, SavedPlanError, read_saved
 from orchestrator.stages.contract import STAGE_ORDER
@@ -138,7 +138,7 @@ def _main(argv: list[str]) -> int:
         console.print(f"{args.plan}: plan {plan.name!r} is valid ({len(plan.hosts)} hosts, 2 storage nodes)")
         return EXIT_OK
     log_handler = open_log(args.log or plan.state_dir / "run.log")
-    warn_if_insecure(errors, plan.vsphere.insecure)
+    warn_about_plan(errors, plan)
     options = Options(
         dry_run=args.dry_run,
         yes=args.yes,

@@ -7,6 +7,8 @@ datastore paths like "[ds] vm/vm.vmdk", which must print as written.
 from rich.console import Console
 from rich.text import Text
 
+from orchestrator.plan import Plan
+
 
 def make_console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, markup=False, highlight=False, emoji=False, soft_wrap=True)
@@ -20,8 +22,14 @@ def warning_line(message: object) -> Text:
     return Text("warning: ", style="bold yellow") + Text(str(message))
 
 
-def warn_if_insecure(errors: Console, insecure: bool) -> None:
-    """The warning every command that talks to vSphere prints when TLS is not verified."""
-    if insecure:
+def warn_about_plan(errors: Console, plan: Plan) -> None:
+    """The warnings every command prints for a plan that runs with less protection."""
+    if plan.vsphere.insecure:
         message = "TLS verification is off (insecure = true): anyone on the path can impersonate vSphere"
+        errors.print(warning_line(message))
+    if plan.ha.manager == "pacemaker" and plan.ha.two_node:
+        message = (
+            "ha.two_node = true: two votes and no witness; if the storage nodes lose sight of each "
+            "other while hosts reach both, both may serve the LUN and its copies diverge"
+        )
         errors.print(warning_line(message))

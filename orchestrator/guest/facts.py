@@ -165,19 +165,24 @@ class FileHashes:
         return hashes
 
 
+UNITS = ("heartbeat", "corosync", "pacemaker", "drbd")  # every cluster manager's, and DRBD's
+
+
 @dataclass(frozen=True)
 class Services:
-    heartbeat_active: bool
-    heartbeat_enabled: bool
-    drbd_enabled: bool
+    active: frozenset[str]  # of UNITS, those running
+    enabled: frozenset[str]  # of UNITS, those started at boot
     config_mounted: bool
     vip_here: bool
     target_running: bool
     dopd_ready: bool
+    quorate: bool | None = None  # Pacemaker's view (crm_node -q); None where it does not run
+    cib_loaded: bool = False  # our vsa-serve resource is in Pacemaker's CIB
 
 
 class ServicesFact:
-    """Heartbeat, the config volume, the VIP, the target and dopd's helper permissions."""
+    """The cluster managers' units and DRBD's, the config volume, the VIP, the target,
+    dopd's helper permissions and, where Pacemaker runs, quorum and our CIB resource."""
 
     def __init__(self, vip: str):
         self.vip = vip
@@ -185,27 +190,44 @@ class ServicesFact:
     @property
     def command(self) -> str:
         return (
-            "echo heartbeat_active $(systemctl is-active heartbeat); "
-            "echo heartbeat_enabled $(systemctl is-enabled heartbeat 2>/dev/null); "
-            "echo drbd_enabled $(systemctl is-enabled drbd 2>/dev/null); "
+            f"systemctl show -p Id,ActiveState,UnitFileState {' '.join(UNITS)}; "
             f"echo config_mounted $(findmnt -n {layout.CONFIG_MOUNT} >/dev/null && echo yes || echo no); "
             f"echo vip_here $(ip -o -4 addr show | grep -q ' {self.vip}/' && echo yes || echo no); "
             f"echo target_running $(/etc/ha.d/resource.d/{layout.TARGET_SCRIPT} status 2>/dev/null "
             "|| echo stopped); "
             "echo dopd_ready "
-            "$(stat -c %a:%G /usr/sbin/drbdmeta /lib/drbd/drbdsetup-84 | sort -u | tr '\\n' ' ')"
+            "$(stat -c %a:%G /usr/sbin/drbdmeta /lib/drbd/drbdsetup-84 | sort -u | tr '\\n' ' '); "
+            "if systemctl -q is-active pacemaker; then "
+            "echo quorate $(crm_node -q 2>/dev/null); "
+            "echo cib_loaded $(cibadmin -Q --xpath \"//primitive[@id='vsa-serve']\" >/dev/null 2>&1 "
+            "&& echo yes || echo no); fi"
         )
 
     def process(self, output: str) -> Services:
-        values = dict(line.split(" ", 1) for line in output.splitlines() if " " in line)
+        units: dict[str, dict[str, str]] = {}  # `systemctl show`: one block of KEY=value per unit
+        block: dict[str, str] = {}
+        values: dict[str, str] = {}
+        for line in [*output.splitlines(), ""]:
+            key, eq, value = line.partition("=")
+            if eq and key in ("Id", "ActiveState", "UnitFileState"):
+                block[key] = value
+                continue
+            if "Id" in block:
+                units[block["Id"].removesuffix(".service")] = block
+            block = {}
+            if " " in line:
+                name, _, rest = line.partition(" ")
+                values[name] = rest.strip()
+        quorate = values.get("quorate")
         return Services(
-            heartbeat_active=values.get("heartbeat_active", "").strip() == "active",
-            heartbeat_enabled=values.get("heartbeat_enabled", "").strip() == "enabled",
-            drbd_enabled=values.get("drbd_enabled", "").strip() == "enabled",
-            config_mounted=values.get("config_mounted", "").strip() == "yes",
-            vip_here=values.get("vip_here", "").strip() == "yes",
-            target_running=values.get("target_running", "").strip() == "running",
-            dopd_ready=values.get("dopd_ready", "").strip() == "4750:haclient",
+            active=frozenset(u for u, state in units.items() if state.get("ActiveState") == "active"),
+            enabled=frozenset(u for u, state in units.items() if state.get("UnitFileState") == "enabled"),
+            config_mounted=values.get("config_mounted") == "yes",
+            vip_here=values.get("vip_here") == "yes",
+            target_running=values.get("target_running") == "running",
+            dopd_ready=values.get("dopd_ready") == "4750:haclient",
+            quorate=None if quorate is None else quorate == "1",
+            cib_loaded=values.get("cib_loaded") == "yes",
         )
 
 
@@ -231,15 +253,22 @@ class SplitBrainMarkers:
 
 class DeployedSecrets:
     """The secrets a configured node already uses, read only when the state folder
-    lost them (so a rerun adopts them instead of rotating): {name: value}."""
+    lost them (so a rerun adopts them instead of rotating): {name: value}.
+    `cluster` is the manager's secret (its name, and the command reading it back)."""
 
-    command = (
-        f"echo drbd $(sed -n 's/^ *shared-secret \"\\(.*\\)\";$/\\1/p' "
-        f"/etc/drbd.d/{layout.CONFIG.name}.res 2>/dev/null | head -n1); "
-        "echo heartbeat $(awk '$1 == \"1\" {print $3}' /etc/ha.d/authkeys 2>/dev/null); "
-        'echo chap $(sed -n \'s/^ *"password": "\\(.*\\)",\\?$/\\1/p\' '
-        f"{layout.TARGET_DEFINITION} 2>/dev/null)"
-    )
+    def __init__(self, cluster: str, cluster_readback: str):
+        self.cluster = cluster
+        self.cluster_readback = cluster_readback
+
+    @property
+    def command(self) -> str:
+        return (
+            f"echo drbd $(sed -n 's/^ *shared-secret \"\\(.*\\)\";$/\\1/p' "
+            f"/etc/drbd.d/{layout.CONFIG.name}.res 2>/dev/null | head -n1); "
+            f"echo {self.cluster} $({self.cluster_readback}); "
+            'echo chap $(sed -n \'s/^ *"password": "\\(.*\\)",\\?$/\\1/p\' '
+            f"{layout.TARGET_DEFINITION} 2>/dev/null)"
+        )
 
     def process(self, output: str) -> dict[str, str]:
         found = {}

@@ -10,33 +10,18 @@ only if the sha256 is still the one the diff showed).
 import hashlib
 import json
 from dataclasses import dataclass
-from importlib import resources
-
-from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from orchestrator.guest import layout
+from orchestrator.guest.managers import manager_for
+from orchestrator.guest.node_file import NodeFile, render, shipped
 from orchestrator.plan import Plan
-
-_ENV = Environment(
-    loader=PackageLoader("orchestrator.guest", "templates"),
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-)
 
 
 @dataclass(frozen=True)
 class Secrets:
     drbd: str
-    heartbeat: str
+    cluster: str  # the cluster manager's (heartbeat's authkeys, Corosync's authkey)
     chap: str | None
-
-
-@dataclass(frozen=True)
-class NodeFile:
-    content: str
-    mode: int
-    sensitive: bool
-    service: str  # what it configures: "drbd", "heartbeat" (restarted when it changes), "hosts", "target"
 
 
 @dataclass(frozen=True)
@@ -45,9 +30,6 @@ class Desired:
     target_definition: str  # JSON kept on the config volume
 
 
-HA_CF = "/etc/ha.d/ha.cf"
-AUTHKEYS = "/etc/ha.d/authkeys"
-HARESOURCES = "/etc/ha.d/haresources"
 HOSTS = "/etc/hosts"
 SCRIPT_PATH = f"/etc/ha.d/resource.d/{layout.TARGET_SCRIPT}"
 
@@ -56,10 +38,10 @@ def drbd_config(resource: layout.DrbdResource) -> str:
     return f"/etc/drbd.d/{resource.name}.res"
 
 
-def managed_paths() -> list[str]:
+def managed_paths(plan: Plan) -> list[str]:
     """Every managed file's path, in the order desired_state renders them (no rendering:
     paths depend on neither secrets nor devices)."""
-    return [*map(drbd_config, layout.RESOURCES), HA_CF, AUTHKEYS, HARESOURCES, HOSTS, SCRIPT_PATH]
+    return [*map(drbd_config, layout.RESOURCES), *manager_for(plan).paths(), HOSTS, SCRIPT_PATH]
 
 
 def lun_serial(plan: Plan) -> str:
@@ -89,30 +71,19 @@ def lun_naa(plan: Plan) -> str:
 def node_files(plan: Plan, secrets: Secrets, devices: dict[str, dict[str, str]]) -> dict[str, NodeFile]:
     """Files on every storage node; devices: node -> disk role -> stable device path."""
     nodes = plan.storage_nodes
+    manager = manager_for(plan)
     common = {"plan": plan, "nodes": nodes, "devices": devices, "layout": layout}
     files = {
         drbd_config(resource): NodeFile(
-            _render("drbd.res.j2", resource=resource, secret=secrets.drbd, **common), 0o600, True, "drbd"
+            render("drbd.res.j2", resource=resource, secret=secrets.drbd, fencing=manager.fencing, **common),
+            0o600,
+            True,
+            "drbd",
         )
         for resource in layout.RESOURCES
     }
-    files[HA_CF] = NodeFile(_render("ha.cf.j2", **common), 0o644, False, "heartbeat")
-    files[AUTHKEYS] = NodeFile(_render("authkeys.j2", secret=secrets.heartbeat), 0o600, True, "heartbeat")
-    files[HARESOURCES] = NodeFile(
-        _render(
-            "haresources.j2",
-            config=layout.CONFIG,
-            lun=layout.LUN,
-            mount=layout.CONFIG_MOUNT,
-            fstype=layout.CONFIG_FSTYPE,
-            target_resource=layout.TARGET_SCRIPT,
-            **common,
-        ),
-        0o644,
-        False,
-        "heartbeat",
-    )
-    files[HOSTS] = NodeFile(_render("hosts.j2", **common), 0o644, False, "hosts")
+    files.update(manager.files(plan, secrets.cluster))
+    files[HOSTS] = NodeFile(render("hosts.j2", **common), 0o644, False, "hosts")
     return files
 
 
@@ -121,8 +92,7 @@ def desired_state(
 ) -> dict[str, Desired]:
     """What every node must hold: its files and the target definition (the active one's)."""
     files = node_files(plan, secrets, node_devices)
-    script_text = resources.files("orchestrator.guest").joinpath("files", layout.TARGET_SCRIPT).read_text()
-    files[SCRIPT_PATH] = NodeFile(script_text, 0o755, False, "target")
+    files[SCRIPT_PATH] = NodeFile(shipped(layout.TARGET_SCRIPT), 0o755, False, "target")
     definition = target_definition(plan, lun_serial(plan), secrets.chap)
     return {node.node: Desired(files=files, target_definition=definition) for node in plan.storage_nodes}
 
@@ -135,7 +105,3 @@ def target_definition(plan: Plan, serial: str, chap_secret: str | None) -> str:
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _render(template: str, **values: object) -> str:
-    return _ENV.get_template(template).render(**values)

@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from orchestrator.engine import EXIT_ERROR, EXIT_OK, EXIT_PENDING, RUN_ERRORS, one_line
 from orchestrator.guest.render import lun_serial, naa_from_serial
-from orchestrator.output import error_line, make_console, warn_if_insecure
+from orchestrator.output import error_line, make_console, warn_about_plan
 from orchestrator.plan import Plan, PlanError, load_plan
 from orchestrator.stages import deployed_host_key
 from orchestrator.stages.vms import facts as vms_facts
@@ -36,6 +36,8 @@ def expected_of(plan: Plan) -> Expected:
         target_kind=plan.target.kind,
         serial=serial,
         naa=naa_from_serial(serial),
+        manager=plan.ha.manager,
+        two_node=plan.ha.manager == "pacemaker" and plan.ha.two_node,
     )
 
 
@@ -93,7 +95,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vsa-orchestrate status",
-        description="Show the site's health, read-only: storage VMs, DRBD, heartbeat, the target, "
+        description="Show the site's health, read-only: storage VMs, DRBD, the cluster manager, the target, "
         "every host's iSCSI paths and datastore, the cluster's HA. Exit 0 healthy, 2 degraded, 1 error.",
     )
     parser.add_argument("plan", type=Path, help="the plan file (plan.toml)")
@@ -113,7 +115,7 @@ def status_main(argv: list[str]) -> int:
         for issue in err.issues:
             errors.print(error_line(issue))
         return EXIT_ERROR
-    warn_if_insecure(errors, plan.vsphere.insecure)
+    warn_about_plan(errors, plan)
     try:
         status = observe(plan)
     except RUN_ERRORS as err:

@@ -43,8 +43,10 @@ def node_findings(node: NodeView) -> list[str]:
             elif drbd.out_of_sync_kib:
                 detail += f", {drbd.out_of_sync_kib} KiB out of sync"
             found.append(f"{resource} is {detail}")
-    if not node.heartbeat_running:
-        found.append(f"{who}: heartbeat is not running")
+    if not node.manager_running:
+        found.append(f"{who}: {node.manager} is not running")
+    elif node.manager == "pacemaker" and node.quorate is False:
+        found.append(f"{who}: Pacemaker has no quorum here, so this node does not serve the LUN")
     elif node.heartbeat_resources == "transition":
         found.append(f"{who}: heartbeat is moving the resources (transition)")
     return found

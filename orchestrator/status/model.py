@@ -16,6 +16,8 @@ class Expected:
     target_kind: str
     serial: str  # the LUN's unit serial (LIO)
     naa: str  # the NAA id ESXi must see
+    manager: str = "heartbeat"  # the plan's cluster manager
+    two_node: bool = False  # Pacemaker with two votes (ha.two_node): no protection from a split
 
 
 @dataclass
@@ -58,12 +60,15 @@ class NodeView:
     reachable: bool = False
     error: str | None = None  # why the node was not read
     drbd: list[DrbdView] = field(default_factory=list)
-    heartbeat_running: bool | None = None
+    heartbeat_running: bool | None = None  # with manager "heartbeat"
     heartbeat_resources: str | None = None  # cl_status rscstatus: all, local, foreign, none, transition
     holds_vip: bool | None = None
     config_mounted: bool | None = None
     target_running: bool | None = None  # the resource script's status: running exactly as defined
     targets: list[TargetView] = field(default_factory=list)
+    manager: str | None = None  # the plan's cluster manager: heartbeat or pacemaker
+    manager_running: bool | None = None  # all of its units active
+    quorate: bool | None = None  # Pacemaker's quorum as this node sees it
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 
 from orchestrator.guest import layout
 from orchestrator.guest.facts import ServicesFact, SplitBrainMarkers, script, split
+from orchestrator.guest.managers import ClusterManager, manager_for
 from orchestrator.guest.ssh import GuestError, NodeShell
 from orchestrator.plan import Plan, StorageNode
 from orchestrator.state import HostKey, StateDir
@@ -25,10 +26,11 @@ def facts_for(plan: Plan) -> dict:
     facts: dict = {
         "drbd": DrbdStatus(),
         "services": ServicesFact(str(plan.network.vip)),
-        "heartbeat": HeartbeatResources(),
         "split_brain": SplitBrainMarkers(),
         "lio": LioTargets(),
     }
+    if plan.ha.manager == "heartbeat":
+        facts["heartbeat"] = HeartbeatResources()
     return facts
 
 
@@ -61,7 +63,7 @@ def read_node(plan: Plan, node: StorageNode, host_key: HostKey) -> dict[str, Any
         shell.close()
 
 
-def apply_facts(view: NodeView, parsed: dict[str, Any]) -> None:
+def apply_facts(view: NodeView, parsed: dict[str, Any], manager: ClusterManager) -> None:
     """Fill a NodeView from parsed facts (pure; tested on captured outputs)."""
     view.reachable = True
     drbd = parsed["drbd"]
@@ -90,8 +92,12 @@ def apply_facts(view: NodeView, parsed: dict[str, Any]) -> None:
             )
         )
     services = parsed["services"]
-    view.heartbeat_running = services.heartbeat_active
-    view.heartbeat_resources = parsed["heartbeat"]
+    view.manager = manager.name
+    view.manager_running = all(unit in services.active for unit in manager.units)
+    if manager.name == "heartbeat":
+        view.heartbeat_running = view.manager_running
+        view.heartbeat_resources = parsed["heartbeat"]
+    view.quorate = services.quorate
     view.holds_vip = services.vip_here
     view.config_mounted = services.config_mounted
     view.target_running = services.target_running
@@ -124,7 +130,7 @@ def observe_nodes(plan: Plan, views: list[NodeView], keys: dict[str, HostKey | N
             view.error = f"no pinned SSH host key for {view.node} (state folder and VM userdata have none)"
             return
         try:
-            apply_facts(view, read_node(plan, nodes[view.node], key))
+            apply_facts(view, read_node(plan, nodes[view.node], key), manager_for(plan))
         except GuestError as err:
             view.error = str(err)
 

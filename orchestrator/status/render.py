@@ -54,10 +54,12 @@ def _node_column(node: NodeView) -> list[Cell]:
     cells.append(_mark(True, f"ssh {node.address}"))
     by_name = {drbd.resource: drbd for drbd in node.drbd}
     cells += [_drbd(by_name.get(resource.name)) for resource in layout.RESOURCES]
-    heartbeat = "running" if node.heartbeat_running else "stopped"
+    manager = "running" if node.manager_running else "stopped"
     if node.heartbeat_resources:
-        heartbeat += f"\nresources: {node.heartbeat_resources}"
-    cells.append(_mark(node.heartbeat_running, heartbeat))
+        manager += f"\nresources: {node.heartbeat_resources}"
+    if node.quorate is not None:
+        manager += "\nquorum" if node.quorate else "\nno quorum"
+    cells.append(_mark(bool(node.manager_running) and node.quorate is not False, manager))
     if node.holds_vip:
         cells.append(_mark(node.target_running, "VIP + target" if node.target_running else "VIP, no target"))
     else:
@@ -101,7 +103,7 @@ def _table(title: str, labels: list[str], columns: dict[str, list[Cell]]) -> Tab
 
 def render_text(console: Console, status: SiteStatus) -> None:
     expected = status.expected
-    node_labels = ["VM", "reached", *(f"DRBD {r.name}" for r in layout.RESOURCES), "heartbeat", "serves"]
+    node_labels = ["VM", "reached", *(f"DRBD {r.name}" for r in layout.RESOURCES), expected.manager, "serves"]
     nodes = {node.node: _node_column(node) for node in status.nodes}
     console.print(_table("storage nodes", node_labels, nodes))
     console.print(f"target: {expected.iqn}, serial {expected.serial}, {expected.naa} (from the plan)")
@@ -126,6 +128,10 @@ def render_text(console: Console, status: SiteStatus) -> None:
     else:
         ha = "HA on" if cluster.ha_enabled else "HA off"
         console.print(f"cluster {cluster.name}: {ha}, host monitoring {cluster.host_monitoring}")
+    if expected.two_node:
+        console.print(
+            _mark(False, "quorum: two votes, no witness (ha.two_node): a split can leave two primaries")
+        )
     if status.healthy:
         console.print(_mark(True, "Healthy."))
         return

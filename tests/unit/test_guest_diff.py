@@ -39,8 +39,10 @@ DISKS = [
 ]
 DEVICES = {node: {"meta": DISKS[0].path, "config": DISKS[1].path, "data": DISKS[2].path} for node in NODES}
 DESIRED = desired_state(PLAN, Secrets("d" * 16, "h" * 16, "c" * 16), DEVICES)
-STOPPED = Services(False, False, False, False, False, False, False)
-RUNNING = Services(True, True, True, False, False, False, True)
+STOPPED = Services(frozenset(), frozenset(), False, False, False, False)
+RUNNING = Services(
+    frozenset({"heartbeat", "drbd"}), frozenset({"heartbeat", "drbd"}), False, False, False, True
+)
 CONNECTED = {
     r.minor: DrbdState("Connected", "Secondary/Secondary", "UpToDate/UpToDate", 0) for r in layout.RESOURCES
 }
@@ -190,9 +192,9 @@ def test_a_lost_secret_is_adopted_from_the_nodes_unless_they_disagree():
     node1, node2 = healthy("node1", True), healthy("node2", False)
     node1.secrets = {"drbd": "same", "heartbeat": "secret-A", "chap": "only-on-active"}
     node2.secrets = {"drbd": "same", "heartbeat": "secret-B"}
-    deployed, problems = deployed_secrets({"node1": node1, "node2": node2}, ["drbd", "chap"])
+    deployed, problems = deployed_secrets(PLAN, {"node1": node1, "node2": node2}, ["drbd", "chap"])
     assert deployed == {"drbd": "same", "chap": "only-on-active"} and problems == []
-    deployed, problems = deployed_secrets({"node1": node1, "node2": node2}, ["heartbeat"])
+    deployed, problems = deployed_secrets(PLAN, {"node1": node1, "node2": node2}, ["heartbeat"])
     assert deployed == {}
     [problem] = problems
     assert problem.resource == "secret heartbeat" and "restore secrets/heartbeat" in problem.message
@@ -202,7 +204,7 @@ def test_a_lost_secret_is_adopted_from_the_nodes_unless_they_disagree():
 def test_a_lost_secret_held_but_unreadable_is_never_replaced():
     node1, node2 = healthy("node1", True), healthy("node2", False)
     node1.secrets = {"heartbeat": "secret-A"}  # node2's authkeys exists, but nothing was read from it
-    deployed, problems = deployed_secrets({"node1": node1, "node2": node2}, ["heartbeat", "chap"])
+    deployed, problems = deployed_secrets(PLAN, {"node1": node1, "node2": node2}, ["heartbeat", "chap"])
     assert deployed == {}
     assert [problem.resource for problem in problems] == ["secret heartbeat", "secret chap"]
     assert "(node2)" in problems[0].message and "(node1)" in problems[1].message
@@ -211,8 +213,8 @@ def test_a_lost_secret_held_but_unreadable_is_never_replaced():
 def test_two_fresh_nodes_get_their_files_then_first_creation_then_services_in_order():
     changes, _ = diff(PLAN, DESIRED, {node: fresh() for node in NODES})
     files = changes[0]
-    assert kinds(files) == [WriteFile] * len(managed_paths()) + [AllowDopd]
-    assert [op.path for op in of(files, WriteFile)] == managed_paths()
+    assert kinds(files) == [WriteFile] * len(managed_paths(PLAN)) + [AllowDopd]
+    assert [op.path for op in of(files, WriteFile)] == managed_paths(PLAN)
     devices = of(files, WriteFile)[0].devices
     assert devices == tuple(NodeDevices(node, DISKS[0].path, DISKS[1].path, DISKS[2].path) for node in NODES)
     assert kinds(changes[3]) == [EnableService, EnableService, StartService]
@@ -255,7 +257,7 @@ def test_a_node_without_its_data_disks_is_a_problem():
 
 
 def test_managed_paths_are_the_rendered_files_without_rendering():
-    assert managed_paths() == list(DESIRED["node1"].files)
+    assert managed_paths(PLAN) == list(DESIRED["node1"].files)
 
 
 def every_operation() -> list:

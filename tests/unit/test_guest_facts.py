@@ -15,6 +15,7 @@ from orchestrator.guest.facts import (
     ServicesFact,
     split,
 )
+from orchestrator.guest.managers.heartbeat import HEARTBEAT
 from orchestrator.guest.render import Secrets, node_files, target_definition
 from orchestrator.plan import load_plan
 from tests.unit.conftest import EXAMPLE_PLAN
@@ -58,10 +59,13 @@ def test_proc_drbd_reports_resync_progress():
 def test_services_on_the_active_and_the_standby_node():
     fact = ServicesFact("10.11.55.50")
     active = fact.process(fixture("services_active.txt"))
-    assert active.heartbeat_active and active.config_mounted and active.vip_here and active.target_running
-    assert active.dopd_ready and active.drbd_enabled
+    assert "heartbeat" in active.active and active.config_mounted and active.vip_here
+    assert active.target_running
+    assert active.dopd_ready and {"heartbeat", "drbd"} <= active.enabled
+    assert not {"corosync", "pacemaker"} & (active.active | active.enabled)
+    assert active.quorate is None and not active.cib_loaded  # Pacemaker does not run there
     standby = fact.process(fixture("services_standby.txt"))
-    assert standby.heartbeat_active and not standby.config_mounted and not standby.vip_here
+    assert "heartbeat" in standby.active and not standby.config_mounted and not standby.vip_here
     assert not standby.target_running
 
 
@@ -78,11 +82,12 @@ def test_metadata_and_file_hashes_and_sections():
 def test_deployed_secrets_are_read_back_from_the_rendered_files(tmp_path):
     """The real command (paths moved into tmp_path) on the files the templates render."""
     plan = load_plan(EXAMPLE_PLAN)
-    secrets = Secrets(drbd="Drbd-secret_1", heartbeat="Hb-secret_2", chap="Chap-secret_3")
+    secrets = Secrets(drbd="Drbd-secret_1", cluster="Hb-secret_2", chap="Chap-secret_3")
     devices = {
         node.node: {"meta": "/dev/a", "config": "/dev/b", "data": "/dev/c"} for node in plan.storage_nodes
     }
-    command = DeployedSecrets.command
+    readback = DeployedSecrets("heartbeat", HEARTBEAT.secret_readback())
+    command = readback.command
     rendered = {
         **{path: file.content for path, file in node_files(plan, secrets, devices).items()},
         layout.TARGET_DEFINITION: target_definition(plan, "serial", secrets.chap),
@@ -93,9 +98,9 @@ def test_deployed_secrets_are_read_back_from_the_rendered_files(tmp_path):
         moved.write_text(content)
         command = command.replace(path, str(moved))
     output = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
-    assert DeployedSecrets().process(output) == {
+    assert readback.process(output) == {
         "drbd": "Drbd-secret_1",
         "heartbeat": "Hb-secret_2",
         "chap": "Chap-secret_3",
     }
-    assert DeployedSecrets().process("drbd\nheartbeat\nchap\n") == {}  # an unconfigured node
+    assert readback.process("drbd\nheartbeat\nchap\n") == {}  # an unconfigured node

@@ -12,7 +12,7 @@ PLAN = load_plan(EXAMPLE_PLAN)
 DEVICES = {
     node.node: {"meta": "/dev/sdb", "config": "/dev/sdc", "data": "/dev/sdd"} for node in PLAN.storage_nodes
 }
-SECRETS = Secrets(drbd="DRBDSECRET", heartbeat="HBSECRET", chap="CHAPSECRET")
+SECRETS = Secrets(drbd="DRBDSECRET", cluster="HBSECRET", chap="CHAPSECRET")
 
 
 def test_drbd_resource_matches_golden():

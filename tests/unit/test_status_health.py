@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 from orchestrator.guest.facts import ServicesFact, SplitBrainMarkers, split
+from orchestrator.guest.managers.heartbeat import HEARTBEAT
 from orchestrator.plan import load_plan
 from orchestrator.status import health
 from orchestrator.status.command import expected_of
@@ -35,6 +36,7 @@ def node(name: str, drbd: str, services: str, rscstatus: str, lio: str = "") -> 
             "heartbeat": HeartbeatResources().process(fixture(rscstatus)),
             "lio": LioTargets().process(fixture(lio) if lio else ""),
         },
+        HEARTBEAT,
     )
     return view
 
@@ -156,7 +158,7 @@ def test_heartbeat_stopped_and_target_not_running():
     first = active()
     first.target_running = False
     second = standby()
-    second.heartbeat_running = False
+    second.manager_running = False
     assert findings([first, second]) == [
         "node node2: heartbeat is not running",
         "node node1 (active): the iSCSI target is not running as defined",

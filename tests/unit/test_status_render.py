@@ -27,6 +27,7 @@ TOP = [
 NODE = [
     "node", "vm", "esxi", "address", "vm_found", "power", "vm_host", "reachable", "error", "drbd",
     "heartbeat_running", "heartbeat_resources", "holds_vip", "config_mounted", "target_running", "targets",
+    "manager", "manager_running", "quorate",
 ]  # fmt: skip
 HOST = [
     "host", "found", "connection", "adapter", "adapter_enabled", "send_target", "lun", "paths",

@@ -9,11 +9,14 @@ The destructive operations re-read the disks right before they act.
 import logging
 import time
 from collections.abc import Callable
+from xml.etree import ElementTree
 
 from orchestrator.changes import Change
 from orchestrator.executors import NODE, run_operations
 from orchestrator.guest import layout
 from orchestrator.guest.facts import DrbdState, ProcDrbd, ServicesFact
+from orchestrator.guest.managers import manager_for
+from orchestrator.guest.managers.pacemaker import CIB_FILE
 from orchestrator.guest.render import Desired, Secrets, desired_state, lun_serial, sha256, target_definition
 from orchestrator.guest.ssh import GuestError, NodeShell
 from orchestrator.plan import ISCSI_PORT
@@ -30,6 +33,7 @@ from orchestrator.stages.guest.operations import (
     EnableService,
     ForgetSplitBrain,
     InitializeDrbd,
+    LoadCib,
     NodeDevices,
     RestartService,
     StartService,
@@ -43,6 +47,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_WAIT_S = 120.0
 SERVE_WAIT_S = 180.0
+QUORUM_WAIT_S = 120.0
 
 
 def apply(ctx: RunContext, change: Change) -> None:
@@ -60,7 +65,7 @@ def secrets(ctx: RunContext) -> Secrets:
     """The state folder's secrets (the diff stored or adopted them while planning)."""
     return Secrets(
         drbd=ctx.secret("drbd"),
-        heartbeat=ctx.secret("heartbeat"),
+        cluster=ctx.secret(manager_for(ctx.plan).secret),
         chap=ctx.secret("chap") if ctx.plan.target.chap else None,
     )
 
@@ -216,10 +221,35 @@ def initialize(op: InitializeDrbd, ctx: RunContext) -> None:
         first.run(f"drbdadm secondary {config.name}", check=False)
 
 
+@NODE.handles(LoadCib)
+def load_cib(op: LoadCib, ctx: RunContext) -> None:
+    """Wait (bounded) for quorum, then merge our cluster options and replace the
+    resources section; constraints are never touched (the fence-peer handler's live there)."""
+    shell = _shell(ctx, op.node)
+    rendered = manager_for(ctx.plan).files(ctx.plan, secrets(ctx).cluster)[CIB_FILE].content
+    content = _checked(op.node, CIB_FILE, rendered, op.content_sha256)
+    with ctx.reporter.task(f"pacemaker: wait for quorum on {op.node}"):
+        _wait(
+            lambda: shell.run("crm_node -q", check=False).out.strip() == "1",
+            QUORUM_WAIT_S,
+            f"{op.node}: Pacemaker has no quorum after {QUORUM_WAIT_S:.0f} s; check that both storage "
+            "nodes run corosync and reach each other on the iSCSI network (corosync-cfgtool -s)",
+        )
+    configuration = ElementTree.fromstring(content)
+    for section, verb in (("crm_config", "--modify --allow-create"), ("resources", "--replace")):
+        element = configuration.find(section)
+        if element is None:
+            raise GuestError(f"{op.node}: {CIB_FILE} has no <{section}>")
+        staged = f"/run/vsa-cib-{section}.xml"
+        shell.write_file(staged, ElementTree.tostring(element, encoding="unicode"), 0o600)
+        shell.run(f"cibadmin {verb} -o {section} --xml-file {staged} && rm -f {staged}")
+
+
 @NODE.handles(WaitServing)
 def wait_serving(op: WaitServing, ctx: RunContext) -> None:
-    """Until one node holds the VIP with the target running (heartbeat takes over)."""
+    """Until one node holds the VIP with the target running (the cluster manager takes over)."""
     plan = ctx.plan
+    manager = manager_for(plan)
     fact = ServicesFact(str(plan.network.vip))
 
     def serving() -> bool:
@@ -230,12 +260,12 @@ def wait_serving(op: WaitServing, ctx: RunContext) -> None:
                 return True
         return False
 
-    with ctx.reporter.task(f"heartbeat: wait for the target on {plan.network.vip}:{ISCSI_PORT}"):
+    with ctx.reporter.task(f"{manager.name}: wait for the target on {plan.network.vip}:{ISCSI_PORT}"):
         _wait(
             serving,
-            SERVE_WAIT_S + plan.ha.initdead,
-            f"no node took the VIP {plan.network.vip} with a running target; check heartbeat's log "
-            "(/var/log/syslog) on the storage nodes",
+            SERVE_WAIT_S + (plan.ha.initdead if manager.name == "heartbeat" else 0),
+            f"no node took the VIP {plan.network.vip} with a running target; check {manager.name}'s log "
+            "(journalctl on the storage nodes)",
         )
 
 

@@ -6,9 +6,12 @@ Changes come in phases, in this order:
    `connect` for resources that are down, changed or disconnected;
 2. "drbd" once, at first creation only (both nodes without metadata and every
    disk verified empty): metadata, skip the initial sync, the config filesystem;
-3. "node services" per node: heartbeat enabled and running, the target
-   definition on the node that holds the config volume, the target running.
-The last change that starts or restarts heartbeat ends with WaitServing.
+3. "node services" per node: the cluster manager's units (heartbeat, or
+   corosync and pacemaker) enabled and running, the target definition on the
+   node that holds the config volume, the target running;
+4. with Pacemaker, "pacemaker configuration" once: our part of the CIB loaded.
+The last change that starts or restarts the manager (or loads the CIB) ends with
+WaitServing. A pair running the other manager is refused, never switched.
 Data safety: metadata is never created on a disk that has it or that holds
 any signature; nothing is forced primary except at first creation; a split
 brain (DRBD's handler left its marker and the resource does not replicate)
@@ -21,7 +24,9 @@ from orchestrator.changes import Attr, Change, Problem
 from orchestrator.guest import layout
 from orchestrator.guest.facts import REPLICATING, Disk, NodeFacts
 from orchestrator.guest.layout import DISK_ROLES
-from orchestrator.guest.render import AUTHKEYS, Desired, drbd_config, sha256
+from orchestrator.guest.managers import ALL_UNITS, ClusterManager, manager_for
+from orchestrator.guest.managers.pacemaker import CIB_FILE
+from orchestrator.guest.render import Desired, drbd_config, sha256
 from orchestrator.operations import Operation
 from orchestrator.plan import Plan
 from orchestrator.stages.guest.operations import (
@@ -33,6 +38,7 @@ from orchestrator.stages.guest.operations import (
     EnableService,
     ForgetSplitBrain,
     InitializeDrbd,
+    LoadCib,
     NodeDevices,
     RestartService,
     StartService,
@@ -106,32 +112,66 @@ def diff(
     facts: dict[str, NodeFacts],
 ) -> tuple[list[Change], list[Problem]]:
     """`desired` is rendered from these facts' disks, so every node has its three (disk_problems)."""
+    manager = manager_for(plan)
     fresh = _first_creation(facts)
-    problems = _metadata_problems(facts, fresh) + _split_brain(facts)
+    problems = _manager_problems(plan, facts) + _metadata_problems(facts, fresh) + _split_brain(facts)
     if problems:
         return [], problems
     node_devices = tuple(
         NodeDevices(node, **found) for node, node_facts in facts.items() if (found := devices(node_facts))
     )
     changes = [
-        change for node in facts if (change := _node_files(node, desired[node], facts, fresh, node_devices))
+        change
+        for node in facts
+        if (change := _node_files(node, desired[node], facts, fresh, node_devices, manager))
     ]
     if fresh:
         changes.append(_initialize(plan, facts, desired))
     services = [
-        change for node in facts if (change := _node_services(node, desired[node], facts[node], fresh))
+        change
+        for node in facts
+        if (change := _node_services(node, desired[node], facts[node], fresh, manager))
     ]
-    starts = [
-        index for index, change in enumerate(services) if any(map(_starts_heartbeat, change.operations))
-    ]
+    if manager.name == "pacemaker" and (cib := _cib(desired, facts, bool(services))):
+        services.append(cib)
+    starts = [index for index, change in enumerate(services) if any(map(_takes_over, change.operations))]
     if starts:
         last = services[starts[-1]]
         services[starts[-1]] = replace(last, operations=(*last.operations, WaitServing()))
     return changes + services, []
 
 
-def _starts_heartbeat(operation: Operation) -> bool:
-    return isinstance(operation, StartService | RestartService) and operation.unit == "heartbeat"
+def _takes_over(operation: Operation) -> bool:
+    """Starting the manager (or loading its resources) lets a node take the LUN over."""
+    if isinstance(operation, LoadCib):
+        return True
+    return isinstance(operation, StartService | RestartService) and operation.unit in (
+        "heartbeat",
+        "pacemaker",
+    )
+
+
+def _manager_problems(plan: Plan, facts: dict[str, NodeFacts]) -> list[Problem]:
+    """A node running (or set to start) another manager's units: switching a pair that
+    serves is not done here, and two managers must never drive the same DRBD."""
+    wanted = manager_for(plan)
+    problems = []
+    for node, node_facts in facts.items():
+        services = node_facts.services
+        other = [u for u in ALL_UNITS if u not in wanted.units and u in services.active | services.enabled]
+        if not other:
+            continue
+        units = " ".join(other)
+        problems.append(
+            Problem(
+                STAGE,
+                f"node {node}",
+                f"runs {units}, but the plan's [ha] manager is {wanted.name!r}; a serving pair is not "
+                f"switched between managers: keep the manager it runs, or switch by hand (the LUN is "
+                f"unserved meanwhile): on both nodes `systemctl disable --now {units}`, then rerun",
+            )
+        )
+    return problems
 
 
 def _first_creation(facts: dict[str, NodeFacts]) -> bool:
@@ -176,8 +216,8 @@ def _split_brain(facts: dict[str, NodeFacts]) -> list[Problem]:
                 f"split brain: {roles} each changed the data while disconnected (detected on "
                 f"{' and '.join(detected)}); nothing was changed, vsa-orchestrate never picks the data "
                 "to discard. Choose the node whose changes since the split are lost (the victim); on it run "
-                f"`drbdadm secondary {name}; drbdadm connect --discard-my-data {name}` (stop heartbeat "
-                f"there first if it serves the LUN), on the other `drbdadm connect {name}`, then rerun",
+                f"`drbdadm secondary {name}; drbdadm connect --discard-my-data {name}` (stop its cluster "
+                f"manager first if it serves the LUN), on the other `drbdadm connect {name}`, then rerun",
             )
         )
     return problems
@@ -194,6 +234,7 @@ def _node_files(
     facts: dict[str, NodeFacts],
     fresh: bool,
     node_devices: tuple[NodeDevices, ...],
+    manager: ClusterManager,
 ) -> Change | None:
     node_facts = facts[node]
     attrs: list[Attr] = []
@@ -216,7 +257,7 @@ def _node_files(
         attrs.append(Attr(f"drbd {name} split-brain marker", "set (resolved since)", None))
     if resolved:
         operations.append(ForgetSplitBrain(node, resolved))
-    if not node_facts.services.dopd_ready:
+    if manager.dopd and not node_facts.services.dopd_ready:
         attrs.append(Attr("dopd may call drbdsetup/drbdmeta", None, "root:haclient 4750"))
         operations.append(AllowDopd(node))
     create_md = [] if fresh else [r.name for r in layout.RESOURCES if not node_facts.metadata.get(r.name)]
@@ -275,25 +316,29 @@ def _initialize(plan: Plan, facts: dict[str, NodeFacts], desired: dict[str, Desi
     )
 
 
-def _node_services(node: str, desired: Desired, facts: NodeFacts, fresh: bool) -> Change | None:
+def _node_services(
+    node: str, desired: Desired, facts: NodeFacts, fresh: bool, manager: ClusterManager
+) -> Change | None:
     attrs: list[Attr] = []
     operations: list[Operation] = []
     services = facts.services
-    if not services.drbd_enabled:
+    if "drbd" not in services.enabled:
         # A rebooted node brings its DRBD resources up as Secondary by itself and resyncs.
         attrs.append(Attr("drbd at boot", False, True))
         operations.append(EnableService(node, "drbd"))
-    if not services.heartbeat_enabled:
-        attrs.append(Attr("heartbeat enabled", False, True))
-        operations.append(EnableService(node, "heartbeat"))
-    if not services.heartbeat_active:
-        attrs.append(Attr("heartbeat", "stopped", "running"))
-        operations.append(StartService(node, "heartbeat"))
-    elif any(desired.files[path].service == "heartbeat" for path in stale_files(desired, facts)):
-        attrs.append(
-            Attr("heartbeat", "running", "restarted (configuration changed; resources move briefly)")
-        )
-        operations.append(RestartService(node, "heartbeat"))
+    for unit in manager.units:
+        if unit not in services.enabled:
+            attrs.append(Attr(f"{unit} enabled", False, True))
+            operations.append(EnableService(node, unit))
+    stopped = [unit for unit in manager.units if unit not in services.active]
+    changed = any(desired.files[path].service in manager.units for path in stale_files(desired, facts))
+    for unit in stopped:
+        attrs.append(Attr(unit, "stopped", "running"))
+        operations.append(StartService(node, unit))
+    if changed and not stopped:
+        for unit in manager.units:
+            attrs.append(Attr(unit, "running", "restarted (configuration changed; resources move briefly)"))
+            operations.append(RestartService(node, unit))
     if services.config_mounted and not fresh:
         current = facts.target_definition
         wanted = sha256(desired.target_definition)
@@ -319,7 +364,28 @@ def _node_services(node: str, desired: Desired, facts: NodeFacts, fresh: bool) -
     )
 
 
-def deployed_secrets(facts: dict[str, NodeFacts], lost: list[str]) -> tuple[dict[str, str], list[Problem]]:
+def _cib(desired: dict[str, Desired], facts: dict[str, NodeFacts], starting: bool) -> Change | None:
+    """Our part of the CIB, loaded when a node's copy of it changes, when no node's
+    Pacemaker holds our resource, or when the cluster is (re)started."""
+    stale = [node for node, node_facts in facts.items() if CIB_FILE in stale_files(desired[node], node_facts)]
+    loaded = any(node_facts.services.cib_loaded for node_facts in facts.values())
+    if not (stale or not loaded or starting):
+        return None
+    first = next(iter(facts))
+    content = desired[first].files[CIB_FILE].content
+    before = "loaded" if loaded else None
+    return Change(
+        stage=STAGE,
+        action="update" if loaded else "create",
+        resource="pacemaker configuration",
+        attrs=[Attr("vsa-serve and cluster options", before, f"loaded (sha256 {sha256(content)[:12]})")],
+        operations=(LoadCib(first, sha256(content)),),
+    )
+
+
+def deployed_secrets(
+    plan: Plan, facts: dict[str, NodeFacts], lost: list[str]
+) -> tuple[dict[str, str], list[Problem]]:
     """The secrets the state folder lost, as the nodes use them. A problem when nodes
     disagree, or when a node holds the secret's file but it could not be read back
     (a new secret would rotate it on a working pair)."""
@@ -329,7 +395,7 @@ def deployed_secrets(facts: dict[str, NodeFacts], lost: list[str]) -> tuple[dict
         unread = [
             node
             for node, node_facts in facts.items()
-            if _holds(node_facts, name) and name not in node_facts.secrets
+            if _holds(plan, node_facts, name) and name not in node_facts.secrets
         ]
         if len(values) > 1 or unread:
             why = "use different ones" if len(values) > 1 else f"hold it unreadably ({', '.join(unread)})"
@@ -346,9 +412,10 @@ def deployed_secrets(facts: dict[str, NodeFacts], lost: list[str]) -> tuple[dict
     return deployed, problems
 
 
-def _holds(facts: NodeFacts, secret: str) -> bool:
+def _holds(plan: Plan, facts: NodeFacts, secret: str) -> bool:
     """Whether the node has the file a secret is read back from."""
     if secret == "chap":
         return facts.target_definition is not None
-    path = {"drbd": drbd_config(layout.CONFIG), "heartbeat": AUTHKEYS}[secret]
+    manager = manager_for(plan)
+    path = {"drbd": drbd_config(layout.CONFIG), manager.secret: manager.secret_path()}[secret]
     return path in facts.files

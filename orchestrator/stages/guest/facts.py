@@ -25,13 +25,19 @@ from orchestrator.guest.facts import (
     script,
     split,
 )
+from orchestrator.guest.managers import manager_for
 from orchestrator.guest.render import managed_paths
 from orchestrator.guest.ssh import GuestError, NodeShell, Unreachable
 from orchestrator.plan import Plan, StorageNode
 from orchestrator.stages.contract import RunContext
 
 BOOT_WAIT_S = 300.0  # a storage VM the vms stage just powered on boots (slowly under emulation)
-SECRETS = ("drbd", "heartbeat", "chap")
+
+
+def secret_names(plan: Plan) -> tuple[str, ...]:
+    """The generated secrets a configured pair uses (the manager's among them)."""
+    chap = ("chap",) if plan.target.chap else ()
+    return ("drbd", manager_for(plan).secret, *chap)
 
 
 @dataclass(frozen=True)
@@ -43,9 +49,7 @@ class GuestFacts:
 
 def observe(ctx: RunContext) -> GuestFacts:
     plan = ctx.plan
-    lost = tuple(
-        name for name in SECRETS if (name != "chap" or plan.target.chap) and not ctx.state.has_secret(name)
-    )
+    lost = tuple(name for name in secret_names(plan) if not ctx.state.has_secret(name))
     pending = []
     nodes = {}
     for node in plan.storage_nodes:
@@ -79,15 +83,16 @@ def shell(ctx: RunContext, node: StorageNode) -> NodeShell:
 
 
 def node_facts(plan: Plan, shell: NodeShell, read_secrets: bool) -> NodeFacts:
+    manager = manager_for(plan)
     disks = Disks().process(shell.run(Disks.command).out)
     facts: dict[str, Fact] = {
         "drbd": ProcDrbd(),
         "metadata": DrbdMetadata(disks[0].path if disks else None),
-        "files": FileHashes(managed_paths()),
+        "files": FileHashes(managed_paths(plan)),
         "services": ServicesFact(str(plan.network.vip)),
         "split_brain": SplitBrainMarkers(),
         "target_definition": TargetDefinitionHash(),
-        **({"secrets": DeployedSecrets()} if read_secrets else {}),
+        **({"secrets": DeployedSecrets(manager.secret, manager.secret_readback())} if read_secrets else {}),
     }
     parsed = _read(shell, facts)
     _attached_have_metadata(parsed["drbd"], parsed["metadata"])

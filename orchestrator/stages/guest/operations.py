@@ -164,8 +164,23 @@ class StartTarget(NodeOperation):
 
 
 @dataclass(frozen=True)
+class LoadCib(NodeOperation):
+    """Our part of Pacemaker's CIB (cluster options, the vsa-serve resource), loaded
+    section by section once the cluster has quorum; other constraints (the fence-peer
+    handler's) are kept."""
+
+    content_sha256: str
+
+    def describe(self) -> str:
+        return (
+            f"{self.node}: cibadmin --modify --allow-create -o crm_config; cibadmin --replace -o resources "
+            f"(sha256 {self.content_sha256[:12]})"
+        )
+
+
+@dataclass(frozen=True)
 class WaitServing(Operation):
-    """Until one node holds the VIP with the target running (heartbeat takes over)."""
+    """Until one node holds the VIP with the target running (the cluster manager takes over)."""
 
     side = "node"
 

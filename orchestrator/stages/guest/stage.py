@@ -2,11 +2,12 @@
 
 It needs no vSphere: nodes are reached at their iSCSI addresses, their host
 keys pinned from the state folder. Generated secrets (DRBD shared secret,
-heartbeat authkeys, CHAP) come from the state folder and are never rotated;
+the cluster manager's key, CHAP) come from the state folder and are never rotated;
 they are resolved here, while planning, to render what the nodes must hold.
 """
 
 from orchestrator.changes import Attr, Change, Problem
+from orchestrator.guest.managers import manager_for
 from orchestrator.guest.render import Secrets, desired_state
 from orchestrator.stages.contract import RunContext
 from orchestrator.stages.guest import apply, diff, facts
@@ -19,7 +20,11 @@ def _pending(node: str) -> Change:
         action="create",
         resource=f"node {node}",
         attrs=[
-            Attr("configuration", None, "DRBD, heartbeat and the iSCSI target, once the VM answers on SSH")
+            Attr(
+                "configuration",
+                None,
+                "DRBD, the cluster manager and the iSCSI target, once the VM answers on SSH",
+            )
         ],
     )
 
@@ -36,14 +41,15 @@ class GuestStage:
             return [_pending(node) for node in observed.pending], []
         nodes = observed.nodes
         problems = diff.disk_problems(nodes)
-        deployed, disagree = diff.deployed_secrets(nodes, list(observed.lost))
+        deployed, disagree = diff.deployed_secrets(ctx.plan, nodes, list(observed.lost))
         problems += disagree
         if problems:
             return [], problems
         plan = ctx.plan
+        cluster = manager_for(plan).secret
         secrets = Secrets(
             drbd=ctx.secret("drbd", deployed.get("drbd")),
-            heartbeat=ctx.secret("heartbeat", deployed.get("heartbeat")),
+            cluster=ctx.secret(cluster, deployed.get(cluster)),
             chap=ctx.secret("chap", deployed.get("chap")) if plan.target.chap else None,
         )
         node_devices = {node: found for node, f in nodes.items() if (found := diff.devices(f)) is not None}
