@@ -26,6 +26,7 @@ from orchestrator.stages.guest.facts import disks_and_metadata
 from orchestrator.stages.guest.operations import (
     DOPD_HELPERS,
     AllowDopd,
+    CleanupServe,
     CreateDrbdMetadata,
     DrbdAdjust,
     DrbdConnect,
@@ -243,6 +244,11 @@ def load_cib(op: LoadCib, ctx: RunContext) -> None:
         staged = f"/run/vsa-cib-{section}.xml"
         shell.write_file(staged, ElementTree.tostring(element, encoding="unicode"), 0o600)
         shell.run(f"cibadmin {verb} -o {section} --xml-file {staged} && rm -f {staged}")
+
+
+@NODE.handles(CleanupServe)
+def cleanup_serve(op: CleanupServe, ctx: RunContext) -> None:
+    _shell(ctx, op.node).run("crm_resource --cleanup --resource vsa-serve")
 
 
 @NODE.handles(WaitServing)

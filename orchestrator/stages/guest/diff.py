@@ -31,6 +31,7 @@ from orchestrator.operations import Operation
 from orchestrator.plan import Plan
 from orchestrator.stages.guest.operations import (
     AllowDopd,
+    CleanupServe,
     CreateDrbdMetadata,
     DrbdAdjust,
     DrbdConnect,
@@ -132,8 +133,11 @@ def diff(
         for node in facts
         if (change := _node_services(node, desired[node], facts[node], fresh, manager))
     ]
-    if manager.name == "pacemaker" and (cib := _cib(desired, facts, bool(services))):
-        services.append(cib)
+    if manager.name == "pacemaker":
+        if cib := _cib(desired, facts, bool(services)):
+            services.append(cib)
+        elif unserved := _unserved(facts):
+            services.append(unserved)
     starts = [index for index, change in enumerate(services) if any(map(_takes_over, change.operations))]
     if starts:
         last = services[starts[-1]]
@@ -143,7 +147,7 @@ def diff(
 
 def _takes_over(operation: Operation) -> bool:
     """Starting the manager (or loading its resources) lets a node take the LUN over."""
-    if isinstance(operation, LoadCib):
+    if isinstance(operation, LoadCib | CleanupServe):
         return True
     return isinstance(operation, StartService | RestartService) and operation.unit in (
         "heartbeat",
@@ -380,6 +384,21 @@ def _cib(desired: dict[str, Desired], facts: dict[str, NodeFacts], starting: boo
         resource="pacemaker configuration",
         attrs=[Attr("vsa-serve and cluster options", before, f"loaded (sha256 {sha256(content)[:12]})")],
         operations=(LoadCib(first, sha256(content)),),
+    )
+
+
+def _unserved(facts: dict[str, NodeFacts]) -> Change | None:
+    """Pacemaker runs with quorum everywhere, our resource is loaded, and no node serves:
+    a start failed (its fail count keeps it stopped); clear it so it starts again."""
+    services = [node_facts.services for node_facts in facts.values()]
+    if not all(s.quorate and s.cib_loaded for s in services) or any(s.vip_here for s in services):
+        return None
+    return Change(
+        stage=STAGE,
+        action="update",
+        resource="pacemaker resource vsa-serve",
+        attrs=[Attr("served by", None, "a node again (failures cleared)")],
+        operations=(CleanupServe(next(iter(facts))),),
     )
 
 

@@ -179,6 +179,14 @@ class LoadCib(NodeOperation):
 
 
 @dataclass(frozen=True)
+class CleanupServe(NodeOperation):
+    """Clear vsa-serve's failures, so Pacemaker starts it again where it may run."""
+
+    def describe(self) -> str:
+        return f"{self.node}: crm_resource --cleanup --resource vsa-serve"
+
+
+@dataclass(frozen=True)
 class WaitServing(Operation):
     """Until one node holds the VIP with the target running (the cluster manager takes over)."""
 
