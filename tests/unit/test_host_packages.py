@@ -28,6 +28,8 @@ GUEST_SIDE = (
     "orchestrator/stages/guest/",
     "orchestrator/status/",
     "tests/unit/test_guest_",
+    "tests/unit/test_pacemaker.py",
+    "tests/lab/test_pacemaker.py",
     "tests/unit/test_status_",
     "tests/lab/test_boot.py",
     "tests/lab/test_guest.py",
