@@ -153,7 +153,7 @@ def failover_round(plan_path: Path, lab_dir: Path, round_no: int) -> Round:
     lost = writer.lost()
     console.log(f"[failover {round_no + 1}] served by {server} after {served_s:.1f} s; {lost} lost")
     heal_apply_s, _ = run_cli(str(plan_path), "--yes")
-    healthy_s = _wait_healthy(plan_path) - powered_off
+    healthy_s = wait_healthy(plan_path) - powered_off
     console.log(f"[failover {round_no + 1}] healthy {healthy_s:.1f} s after the power-off")
     return Round(served_s, victim, server, writer.count, len(writer.latest), lost, heal_apply_s, healthy_s)
 
@@ -175,7 +175,7 @@ def _lab_failover(lab_dir: Path) -> tuple[list[str], float]:
     return lines, powered_off
 
 
-def _wait_healthy(plan_path: Path) -> float:
+def wait_healthy(plan_path: Path) -> float:
     """Poll `status` until it exits 0; when it did (monotonic)."""
     deadline = time.monotonic() + HEALTHY_TIMEOUT_S
     while True:

@@ -120,4 +120,4 @@ def test_hard_failover_keeps_every_acknowledged_block_and_the_rerun_lifts_the_fe
     report(f"pacemaker: healthy again {wait_healthy(lab):.1f} s after the rerun")
     assert status(lab)[1]["active_node"] == survivor
     # Once both disks are UpToDate, vsa-serve's monitor lifts the constraint.
-    wait_for(lambda: "vsa-fence-" not in on(lab.plan, survivor, "cibadmin -Q -o constraints"), 120)
+    wait_for(lambda: 'id="vsa-fence"' not in on(lab.plan, survivor, "cibadmin -Q -o constraints"), 120)

@@ -189,14 +189,17 @@ def test_a_pair_running_heartbeat_is_refused_not_switched(plan):
 # ---------------------------------------------------------------- fence-peer handler
 
 
-def fence(tmp_path: Path, quorate: str, partition: str, constraints: str = "") -> tuple[int, list[str]]:
-    """Run the shipped handler with crm_node/cibadmin/logger stand-ins; returns its exit code
-    and the cibadmin calls it made."""
+def fence(
+    tmp_path: Path, quorate: str, partition: str, constraints: str = "", resource: str = "iscsi.target.0"
+) -> tuple[int, list[str]]:
+    """Run the shipped handler with corosync-quorumtool/cibadmin/logger stand-ins; returns its
+    exit code and the cibadmin calls it made."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     calls = tmp_path / "calls"
+    members = "\\n".join(f"         {n}          1 {name}" for n, name in enumerate(partition.split(), 1))
     stand_ins = {
-        "crm_node": f'[ "$1" = -q ] && echo {quorate}; [ "$1" = -p ] && echo "{partition}"; exit 0',
+        "corosync-quorumtool": f'printf "Quorate:   {quorate}\\n    Nodeid  Votes Name\\n{members}\\n"',
         "cibadmin": f'echo "$*" >> {calls}; case "$1" in --create) [ -z "{constraints}" ];; '
         f"-Q) echo '{constraints}';; esac",
         "logger": "exit 0",
@@ -210,21 +213,22 @@ def fence(tmp_path: Path, quorate: str, partition: str, constraints: str = "") -
     env = {
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "DRBD_RESOURCE": "iscsi.target.0",
+        "DRBD_RESOURCE": resource,
         "DRBD_PEER": "node2",
         "VSA_FENCE_CATCH_UP_S": "1",
+        "VSA_FENCE_RUN_DIR": str(tmp_path / "run"),
     }
     code = subprocess.run(["sh", str(handler)], env=env, check=False).returncode
     return code, calls.read_text().splitlines() if calls.exists() else []
 
 
 def test_without_quorum_the_handler_refuses_and_places_nothing(tmp_path):
-    code, calls = fence(tmp_path, quorate="0", partition="node1")
+    code, calls = fence(tmp_path, quorate="No", partition="node1")
     assert code == 1 and calls == []  # DRBD keeps the primary's I/O frozen
 
 
 def test_with_quorum_and_the_peer_gone_it_outdates_the_peer_by_a_constraint(tmp_path):
-    code, calls = fence(tmp_path, quorate="1", partition="node1")
+    code, calls = fence(tmp_path, quorate="Yes", partition="node1")
     assert code == 5
     [create] = calls
     assert create.startswith("--create -o constraints") and 'rsc="vsa-serve"' in create
@@ -233,16 +237,25 @@ def test_with_quorum_and_the_peer_gone_it_outdates_the_peer_by_a_constraint(tmp_
 
 
 def test_with_the_peer_still_a_member_only_replication_is_down_and_it_is_outdated(tmp_path):
-    code, _ = fence(tmp_path, quorate="1", partition="node1 node2")
+    code, _ = fence(tmp_path, quorate="Yes", partition="node1 node2")
     assert code == 4
 
 
 def test_a_constraint_the_peer_placed_first_wins(tmp_path):
-    theirs = (
-        '<expression id="vsa-fence-iscsi.target.0-expr" attribute="#uname" operation="ne" value="node2"/>'
-    )
-    code, calls = fence(tmp_path, quorate="1", partition="node1", constraints=theirs)
+    theirs = '<expression id="vsa-fence-expr" attribute="#uname" operation="ne" value="node2"/>'
+    code, calls = fence(tmp_path, quorate="Yes", partition="node1", constraints=theirs)
     assert code == 1 and calls[0].startswith("--create") and calls[1].startswith("-Q")
+
+
+def test_the_second_resource_takes_the_first_decision_without_another_constraint(tmp_path):
+    assert fence(tmp_path, quorate="Yes", partition="node1")[0] == 5
+    code, calls = fence(tmp_path, quorate="Yes", partition="node1", resource="iscsi.config")
+    assert code == 5 and len(calls) == 1  # the first handler's --create only
+
+
+def test_the_decision_is_not_taken_without_quorum(tmp_path):
+    assert fence(tmp_path, quorate="Yes", partition="node1")[0] == 5
+    assert fence(tmp_path, quorate="No", partition="node1", resource="iscsi.config")[0] == 1
 
 
 def test_drbd_resources_keep_heartbeats_fencing_under_heartbeat():
