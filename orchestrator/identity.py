@@ -13,10 +13,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.plan import Plan, StorageNode
+from orchestrator.plan import Plan, StorageNode, VmNode
 from orchestrator.state import HostKey
 
 NIC_ROLES = ("iscsi", "replication")
+
+
+def nic_roles(node: VmNode) -> tuple[str, ...]:
+    """A storage node's NICs; the witness has only the iSCSI one (Corosync runs there)."""
+    return NIC_ROLES if isinstance(node, StorageNode) else NIC_ROLES[:1]
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ def ssh_public_key(plan: Plan) -> str:
         ) from None
 
 
-def node_identity(plan: Plan, node: StorageNode, host_key: HostKey, admin_key: str) -> NodeIdentity:
+def node_identity(plan: Plan, node: VmNode, host_key: HostKey, admin_key: str) -> NodeIdentity:
     net = plan.network
     iscsi: dict[str, Any] = {
         "match": {"macaddress": nic_mac(plan, node.node, "iscsi")},
@@ -60,12 +65,14 @@ def node_identity(plan: Plan, node: StorageNode, host_key: HostKey, admin_key: s
     }
     if net.iscsi_gateway:
         iscsi["routes"] = [{"to": "default", "via": str(net.iscsi_gateway)}]
-    replication = {
-        "match": {"macaddress": nic_mac(plan, node.node, "replication")},
-        "set-name": "eth1",
-        "addresses": [f"{node.replication_ip}/{net.replication_prefix}"],
-    }
-    network = {"version": 2, "ethernets": {"eth0": iscsi, "eth1": replication}}
+    ethernets = {"eth0": iscsi}
+    if isinstance(node, StorageNode):
+        ethernets["eth1"] = {
+            "match": {"macaddress": nic_mac(plan, node.node, "replication")},
+            "set-name": "eth1",
+            "addresses": [f"{node.replication_ip}/{net.replication_prefix}"],
+        }
+    network = {"version": 2, "ethernets": ethernets}
     body = {"local-hostname": node.node, "network": network}
     # A new instance-id makes cloud-init apply changed network settings again.
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]

@@ -315,25 +315,39 @@ class HostAdd(_Section):
         return _host_thumbprint(value)
 
 
+NodeName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
+
+
+class Witness(_Section):
+    """The third vote: a small VM from the same appliance on a host without a
+    storage node, a Corosync member that holds no data and never serves the LUN."""
+
+    node: NodeName = "witness"
+    datastore: str
+    iscsi_ip: IPv4
+    memory_mb: Annotated[int, Field(ge=256)] = 512
+
+
 class HostEntry(_Section):
-    """One ESXi host; with `node` it also carries a storage VM."""
+    """One ESXi host; with `node` it also carries a storage VM, with `witness` the witness VM."""
 
     esxi: str
     datastore: str | None = None
-    node: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")] | None = None
+    node: NodeName | None = None
     iscsi_ip: IPv4 | None = None
     replication_ip: IPv4 | None = None
     vmk_ip: IPv4 | None = None  # the host's VMkernel port on the iSCSI portgroup
     uplinks: list[Uplink] | None = None  # this host's uplinks for network.vswitch
     add: HostAdd | None = None
+    witness: Witness | None = None
 
     @property
     def is_storage_node(self) -> bool:
         return self.node is not None
 
 
-class StorageNode(BaseModel):
-    """A host entry that carries a storage VM, with every key present."""
+class VmNode(BaseModel):
+    """A VM of ours on one host's local datastore, reached at its iSCSI address."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -341,7 +355,18 @@ class StorageNode(BaseModel):
     datastore: str
     node: str
     iscsi_ip: IPv4
+
+
+class StorageNode(VmNode):
+    """A host entry that carries a storage VM, with every key present."""
+
     replication_ip: IPv4
+
+
+class WitnessNode(VmNode):
+    """The witness VM: no data disks, one NIC (iSCSI network), Corosync only."""
+
+    memory_mb: int
 
 
 class Plan(_Section):
@@ -387,6 +412,24 @@ class Plan(_Section):
     @property
     def storage_nodes(self) -> list[StorageNode]:
         return [StorageNode(**host.model_dump()) for host in self.hosts if host.node]
+
+    @property
+    def witness(self) -> WitnessNode | None:
+        for host in self.hosts:
+            if host.witness is not None:
+                return WitnessNode(esxi=host.esxi, **host.witness.model_dump())
+        return None
+
+    @property
+    def vm_nodes(self) -> list[VmNode]:
+        """Every VM of ours: the storage nodes, then the witness."""
+        witness = self.witness
+        return [*self.storage_nodes, *([witness] if witness else [])]
+
+    @property
+    def votes(self) -> int:
+        """Corosync's expected votes: one per storage node and the witness."""
+        return len(self.vm_nodes)
 
     @property
     def iqn(self) -> str:
@@ -564,6 +607,7 @@ def consistency_problems(plan: Plan) -> list[tuple[Loc, str]]:
     problems += _liveness_after_failover(plan)
     problems += _storage_node_shape(plan)
     problems += _votes(plan)
+    problems += _witness(plan)
     problems += _addresses(plan)
     problems += _host_networking(plan)
     return problems
@@ -599,15 +643,58 @@ def _liveness_after_failover(plan: Plan) -> list[tuple[Loc, str]]:
 
 
 def _votes(plan: Plan) -> list[tuple[Loc, str]]:
-    if plan.ha.manager != "pacemaker" or plan.ha.two_node:
+    witnesses = [index for index, host in enumerate(plan.hosts) if host.witness is not None]
+    if plan.ha.manager == "heartbeat":
+        message = (
+            'the witness is a Corosync member; heartbeat cannot use it: set ha.manager = "pacemaker" '
+            "or remove the witness"
+        )
+        return [(("hosts", index, "witness"), message) for index in witnesses]
+    if witnesses and plan.ha.two_node:
+        message = "the witness gives the third vote; remove ha.two_node (it would let a cut-off node serve)"
+        return [(("ha", "two_node"), message)]
+    if witnesses or plan.ha.two_node:
         return []
     message = (
-        "Pacemaker on two storage nodes without a witness has two votes, so a node cut off from its "
-        "peer cannot tell it from a dead one; the witness VM on a third host is not built yet: set "
-        "ha.two_node = true to run with two votes (warned on every run and in status), or keep "
-        'manager = "heartbeat"'
+        "Pacemaker on two storage nodes has two votes, so a node cut off from its peer cannot tell it "
+        'from a dead one: give a third host the witness VM, witness = { datastore = "...", '
+        'iscsi_ip = "..." } in its [[hosts]] entry, or set ha.two_node = true to run with two votes '
+        "(warned on every run and in status)"
     )
     return [(("ha", "manager"), message)]
+
+
+def _witness(plan: Plan) -> list[tuple[Loc, str]]:
+    """One witness, on a host without a storage node, at a free address of the iSCSI network."""
+    problems: list[tuple[Loc, str]] = []
+    net = plan.network
+    iscsi_net = ipaddress.IPv4Network(f"{net.vip}/{net.iscsi_prefix}", strict=False)
+    taken = {net.vip, *(host.iscsi_ip for host in plan.hosts if host.iscsi_ip), net.iscsi_gateway}
+    taken |= {host.vmk_ip for host in plan.hosts if host.vmk_ip}
+    first = None
+    for index, host in enumerate(plan.hosts):
+        witness = host.witness
+        if witness is None:
+            continue
+        loc: Loc = ("hosts", index, "witness")
+        if first is not None:
+            problems.append((loc, f"hosts[{first}] carries the witness already; a site has one"))
+            continue
+        first = index
+        if host.node is not None:
+            message = "the witness must live on a third host, not beside a storage node (it is its vote)"
+            problems.append((loc, message))
+        if witness.node in {other.node for other in plan.hosts}:
+            problems.append(
+                (loc, f"node name {witness.node!r} is a storage node's; give the witness another")
+            )
+        if witness.iscsi_ip not in iscsi_net:
+            problems.append(
+                (loc, f"iscsi_ip {witness.iscsi_ip} is outside {iscsi_net} (network.iscsi_prefix)")
+            )
+        elif witness.iscsi_ip in taken:
+            problems.append((loc, f"iscsi_ip {witness.iscsi_ip} is already used; addresses must be unique"))
+    return problems
 
 
 def _duplicate_names(plan: Plan) -> list[tuple[Loc, str]]:

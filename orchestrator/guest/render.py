@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from orchestrator.guest import layout
 from orchestrator.guest.managers import manager_for
+from orchestrator.guest.managers.pacemaker import PACEMAKER
 from orchestrator.guest.node_file import NodeFile, render, shipped
 from orchestrator.plan import Plan
 
@@ -90,11 +91,20 @@ def node_files(plan: Plan, secrets: Secrets, devices: dict[str, dict[str, str]])
 def desired_state(
     plan: Plan, secrets: Secrets, node_devices: dict[str, dict[str, str]]
 ) -> dict[str, Desired]:
-    """What every node must hold: its files and the target definition (the active one's)."""
+    """What every node must hold: its files and the target definition (the active one's);
+    the witness holds Corosync's files only."""
     files = node_files(plan, secrets, node_devices)
     files[SCRIPT_PATH] = NodeFile(shipped(layout.TARGET_SCRIPT), 0o755, False, "target")
     definition = target_definition(plan, lun_serial(plan), secrets.chap)
-    return {node.node: Desired(files=files, target_definition=definition) for node in plan.storage_nodes}
+    desired = {node.node: Desired(files=files, target_definition=definition) for node in plan.storage_nodes}
+    if plan.witness is not None:
+        desired[plan.witness.node] = witness_desired(plan, secrets)
+    return desired
+
+
+def witness_desired(plan: Plan, secrets: Secrets) -> Desired:
+    """The witness holds Corosync's files only (no DRBD, no target)."""
+    return Desired(files=PACEMAKER.corosync_files(plan, secrets.cluster), target_definition="")
 
 
 def target_definition(plan: Plan, serial: str, chap_secret: str | None) -> str:

@@ -85,7 +85,7 @@ def _failover(lab_dir: Path, console) -> int:
     return 0
 
 
-def lab_up(lab_dir: Path, say=print) -> Path:
+def lab_up(lab_dir: Path, say=print, manager: str = "heartbeat") -> Path:
     """Start the lab unless it is already running; return the lab plan's path."""
     lab_dir = lab_dir.resolve()
     lab_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -114,11 +114,13 @@ def lab_up(lab_dir: Path, say=print) -> Path:
     # Which lab bridge each portgroup lands on: the lab plan's iSCSI and
     # replication portgroups, in the order the simulator lists them.
     hook.write_config(lab_dir, appliance, dict(zip(sim.info.portgroups, NIC_ROLES, strict=True)))
-    write_lab_plan(sim.info, plan_path, Appliance.of(appliance).ova)
+    write_lab_plan(sim.info, plan_path, Appliance.of(appliance).ova, manager)
     return plan_path
 
 
-def write_lab_plan(info: SimInfo, plan_path: Path, ova: Path | None = None) -> None:
+def write_lab_plan(
+    info: SimInfo, plan_path: Path, ova: Path | None = None, manager: str = "heartbeat"
+) -> None:
     """The lab plan and its password file (0600), beside each other; the storage
     VMs are imported from `ova` (without one: cloned from the simulator's template)."""
     password_file = plan_path.with_name("vsphere-password")
@@ -127,7 +129,7 @@ def write_lab_plan(info: SimInfo, plan_path: Path, ova: Path | None = None) -> N
         handle.write(info.password + "\n")
     key = plan_path.with_name("id_ed25519")
     _ensure_ssh_key(key)
-    plan_path.write_text(lab_plan_text(info, password_file.name, key.name, ova))
+    plan_path.write_text(lab_plan_text(info, password_file.name, key.name, ova, manager))
     # The password stays in its 0600 file only.
     public = {key: value for key, value in info.__dict__.items() if key != "password"}
     (plan_path.with_name("sim.json")).write_text(json.dumps(public))

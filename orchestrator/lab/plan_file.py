@@ -13,9 +13,12 @@ _ENV = Environment(
 )
 
 
-def lab_plan_text(info: SimInfo, password_file: str, ssh_key: str, ova: Path | None = None) -> str:
+def lab_plan_text(
+    info: SimInfo, password_file: str, ssh_key: str, ova: Path | None = None, manager: str = "heartbeat"
+) -> str:
     """The lab plan; its storage VMs come from `ova` (imported), or without one from
-    the simulator's template (cloned)."""
+    the simulator's template (cloned). With manager = "pacemaker" the third host
+    carries the witness."""
     return _ENV.get_template("lab.toml.j2").render(
-        info=info, password_file=password_file, ssh_key=ssh_key, ova=ova
+        info=info, password_file=password_file, ssh_key=ssh_key, ova=ova, manager=manager
     )

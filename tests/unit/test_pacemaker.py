@@ -190,10 +190,15 @@ def test_a_pair_running_heartbeat_is_refused_not_switched(plan):
 
 
 def fence(
-    tmp_path: Path, quorate: str, partition: str, constraints: str = "", resource: str = "iscsi.target.0"
+    tmp_path: Path,
+    quorate: str,
+    partition: str,
+    constraints: str = "",
+    resource: str = "iscsi.target.0",
+    role: str = "Secondary/Unknown",
 ) -> tuple[int, list[str]]:
-    """Run the shipped handler with corosync-quorumtool/cibadmin/logger stand-ins; returns its
-    exit code and the cibadmin calls it made."""
+    """Run the shipped handler with corosync-quorumtool/cibadmin/drbdadm/logger stand-ins;
+    returns its exit code and the cibadmin calls it made (a sysrq written lands in tmp_path/sysrq)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     calls = tmp_path / "calls"
@@ -203,6 +208,7 @@ def fence(
         "cibadmin": f'echo "$*" >> {calls}; case "$1" in --create) [ -z "{constraints}" ];; '
         f"-Q) echo '{constraints}';; esac",
         "logger": "exit 0",
+        "drbdadm": f'[ "$1 $2" = "role {resource}" ] && echo {role}',
         "uname": "echo node1",
     }
     for name, body in stand_ins.items():
@@ -217,6 +223,7 @@ def fence(
         "DRBD_PEER": "node2",
         "VSA_FENCE_CATCH_UP_S": "1",
         "VSA_FENCE_RUN_DIR": str(tmp_path / "run"),
+        "VSA_FENCE_SYSRQ": str(tmp_path / "sysrq"),
     }
     code = subprocess.run(["sh", str(handler)], env=env, check=False).returncode
     return code, calls.read_text().splitlines() if calls.exists() else []
@@ -224,7 +231,14 @@ def fence(
 
 def test_without_quorum_the_handler_refuses_and_places_nothing(tmp_path):
     code, calls = fence(tmp_path, quorate="No", partition="node1")
-    assert code == 1 and calls == []  # DRBD keeps the primary's I/O frozen
+    assert code == 1 and calls == []  # DRBD keeps the I/O frozen
+    assert not (tmp_path / "sysrq").exists()  # a secondary (promoting) is not reset
+
+
+def test_a_primary_cut_off_without_quorum_resets_itself(tmp_path):
+    code, calls = fence(tmp_path, quorate="No", partition="node1", role="Primary/Unknown")
+    assert code == 1 and calls == []
+    assert (tmp_path / "sysrq").read_text() == "b\n"
 
 
 def test_with_quorum_and_the_peer_gone_it_outdates_the_peer_by_a_constraint(tmp_path):

@@ -41,8 +41,15 @@ class Pacemaker:
         default_factory=lambda: DrbdFencing("resource-and-stonith", {"fence-peer": FENCE_PEER})
     )
 
+    def corosync_files(self, plan: Plan, secret: str) -> dict[str, NodeFile]:
+        """Corosync's configuration and key: every member's, the witness's too."""
+        corosync = render("corosync.conf.j2", plan=plan, nodes=plan.vm_nodes)
+        return {
+            COROSYNC_CONF: NodeFile(corosync, 0o644, False, "corosync"),
+            AUTHKEY: NodeFile(authkey(secret), 0o400, True, "corosync"),
+        }
+
     def files(self, plan: Plan, secret: str) -> dict[str, NodeFile]:
-        corosync = render("corosync.conf.j2", plan=plan, nodes=plan.storage_nodes)
         serve = render(
             "vsa-serve.j2",
             resources=layout.RESOURCES,
@@ -53,8 +60,7 @@ class Pacemaker:
             fenced_flag=FENCED_FLAG,
         )
         return {
-            COROSYNC_CONF: NodeFile(corosync, 0o644, False, "corosync"),
-            AUTHKEY: NodeFile(authkey(secret), 0o400, True, "corosync"),
+            **self.corosync_files(plan, secret),
             SERVE_AGENT: NodeFile(serve, 0o755, False, "agent"),
             FENCE_PEER: NodeFile(shipped("vsa-fence-peer"), 0o755, False, "agent"),
             CIB_FILE: NodeFile(render("cib.xml.j2", plan=plan, serve=SERVE), 0o644, False, "cib"),

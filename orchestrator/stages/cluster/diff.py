@@ -80,7 +80,7 @@ def diff(plan: Plan, facts: ClusterFacts) -> tuple[list[Change], list[Problem]]:
             attrs.append(Attr(f"DRS override {vm_name}", _text(drs_now), str(DRS_OVERRIDE)))
             drs.append(DrsOverride(vm_id, vm_name, "add" if drs_now is None else "edit", DRS_OVERRIDE))
     missing_vms = sorted(
-        {plan.vm_name(node.node) for node in plan.storage_nodes} - set(facts.storage_vms.values())
+        {plan.vm_name(node.node) for node in plan.vm_nodes} - set(facts.storage_vms.values())
     )
     if ha and missing_vms and creating:
         # Shown only: the stage plans again after the vms stage made them.

@@ -55,7 +55,7 @@ def observe(plan: Plan, inventory: Inventory) -> ClusterFacts:
         hosts.append(
             HostPlace(entry.esxi, host.id if host else None, parent._moId if parent is not None else None)
         )
-    wanted = {plan.vm_name(node.node) for node in plan.storage_nodes}
+    wanted = {plan.vm_name(node.node) for node in plan.vm_nodes}
     base = ClusterFacts(
         cluster_id=cluster.id if cluster else None,
         folder=inventory.host_folder._moId,

@@ -17,7 +17,15 @@ from orchestrator.guest import layout
 from orchestrator.guest.facts import DrbdState, ProcDrbd, ServicesFact
 from orchestrator.guest.managers import manager_for
 from orchestrator.guest.managers.pacemaker import CIB_FILE
-from orchestrator.guest.render import Desired, Secrets, desired_state, lun_serial, sha256, target_definition
+from orchestrator.guest.render import (
+    Desired,
+    Secrets,
+    desired_state,
+    lun_serial,
+    sha256,
+    target_definition,
+    witness_desired,
+)
 from orchestrator.guest.ssh import GuestError, NodeShell
 from orchestrator.plan import ISCSI_PORT
 from orchestrator.stages.contract import RunContext
@@ -72,6 +80,9 @@ def secrets(ctx: RunContext) -> Secrets:
 
 
 def _desired(ctx: RunContext, node: str, devices: tuple[NodeDevices, ...]) -> Desired:
+    witness = ctx.plan.witness
+    if witness is not None and node == witness.node:
+        return witness_desired(ctx.plan, secrets(ctx))
     by_node = {
         found.node: {"meta": found.meta, "config": found.config, "data": found.data} for found in devices
     }

@@ -29,6 +29,7 @@ from orchestrator.guest.managers.pacemaker import CIB_FILE
 from orchestrator.guest.render import Desired, drbd_config, sha256
 from orchestrator.operations import Operation
 from orchestrator.plan import Plan
+from orchestrator.stages.guest import witness
 from orchestrator.stages.guest.operations import (
     AllowDopd,
     CleanupServe,
@@ -111,8 +112,11 @@ def diff(
     plan: Plan,
     desired: dict[str, Desired],
     facts: dict[str, NodeFacts],
+    witness_facts: witness.WitnessFacts | None = None,
 ) -> tuple[list[Change], list[Problem]]:
-    """`desired` is rendered from these facts' disks, so every node has its three (disk_problems)."""
+    """`desired` is rendered from these facts' disks, so every node has its three (disk_problems).
+    The witness (when the plan has one, `witness_facts`) gets its files and unit before the
+    storage nodes' services start, so the cluster forms with three votes."""
     manager = manager_for(plan)
     fresh = _first_creation(facts)
     problems = _manager_problems(plan, facts) + _metadata_problems(facts, fresh) + _split_brain(facts)
@@ -128,6 +132,8 @@ def diff(
     ]
     if fresh:
         changes.append(_initialize(plan, facts, desired))
+    if plan.witness is not None and witness_facts is not None:
+        changes += filter(None, [witness.diff(plan.witness.node, desired[plan.witness.node], witness_facts)])
     services = [
         change
         for node in facts

@@ -28,8 +28,10 @@ from orchestrator.guest.facts import (
 from orchestrator.guest.managers import manager_for
 from orchestrator.guest.render import managed_paths
 from orchestrator.guest.ssh import GuestError, NodeShell, Unreachable
-from orchestrator.plan import Plan, StorageNode
+from orchestrator.plan import Plan, VmNode
 from orchestrator.stages.contract import RunContext
+from orchestrator.stages.guest import witness
+from orchestrator.stages.guest.witness import WitnessFacts
 
 BOOT_WAIT_S = 300.0  # a storage VM the vms stage just powered on boots (slowly under emulation)
 
@@ -42,7 +44,8 @@ def secret_names(plan: Plan) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class GuestFacts:
-    nodes: dict[str, NodeFacts]  # the nodes that answered
+    nodes: dict[str, NodeFacts]  # the storage nodes that answered
+    witness: WitnessFacts | None = None  # the witness, when the plan has one and it answered
     pending: tuple[str, ...] = ()  # nodes that do not answer yet (the vms stage starts or resets them)
     lost: tuple[str, ...] = ()  # secrets the state folder does not hold (read back from the nodes)
 
@@ -52,20 +55,24 @@ def observe(ctx: RunContext) -> GuestFacts:
     lost = tuple(name for name in secret_names(plan) if not ctx.state.has_secret(name))
     pending = []
     nodes = {}
-    for node in plan.storage_nodes:
+    witness_facts = None
+    for node in plan.vm_nodes:
         if node.node in ctx.silent and not ctx.applying:
             pending.append(node.node)  # the vms stage resets it (or refuses to)
             continue
         try:
-            nodes[node.node] = node_facts(plan, shell(ctx, node), read_secrets=bool(lost))
+            if node == plan.witness:
+                witness_facts = witness.from_parsed(read_facts(shell(ctx, node), witness.facts_to_read(plan)))
+            else:
+                nodes[node.node] = node_facts(plan, shell(ctx, node), read_secrets=bool(lost))
         except Unreachable:
             if ctx.applying or node.node not in ctx.starting:
                 raise
             pending.append(node.node)  # the vms stage powers it on first
-    return GuestFacts(nodes=nodes, pending=tuple(pending), lost=lost)
+    return GuestFacts(nodes=nodes, witness=witness_facts, pending=tuple(pending), lost=lost)
 
 
-def shell(ctx: RunContext, node: StorageNode) -> NodeShell:
+def shell(ctx: RunContext, node: VmNode) -> NodeShell:
     """The node's SSH session, opened once per run and kept in ctx.shells."""
     found = ctx.shells.get(node.node)
     if found is None:
@@ -94,7 +101,7 @@ def node_facts(plan: Plan, shell: NodeShell, read_secrets: bool) -> NodeFacts:
         "target_definition": TargetDefinitionHash(),
         **({"secrets": DeployedSecrets(manager.secret, manager.secret_readback())} if read_secrets else {}),
     }
-    parsed = _read(shell, facts)
+    parsed = read_facts(shell, facts)
     _attached_have_metadata(parsed["drbd"], parsed["metadata"])
     return NodeFacts(
         disks=disks,
@@ -112,12 +119,15 @@ def disks_and_metadata(shell: NodeShell) -> tuple[list[Disk], dict[str, bool]]:
     """Read again right before DRBD metadata is created: the node's data disks (with their
     signatures) and which resources have metadata, as node_facts reads them."""
     disks = Disks().process(shell.run(Disks.command).out)
-    parsed = _read(shell, {"drbd": ProcDrbd(), "metadata": DrbdMetadata(disks[0].path if disks else None)})
+    parsed = read_facts(
+        shell, {"drbd": ProcDrbd(), "metadata": DrbdMetadata(disks[0].path if disks else None)}
+    )
     _attached_have_metadata(parsed["drbd"], parsed["metadata"])
     return disks, parsed["metadata"]
 
 
-def _read(shell: NodeShell, facts: dict[str, Fact]) -> dict[str, Any]:
+def read_facts(shell: NodeShell, facts: dict[str, Fact]) -> dict[str, Any]:
+    """Every fact in one SSH command, parsed."""
     result = shell.run(script(facts), check=False)
     if result.code != 0:  # its output may hold secrets (DeployedSecrets): never quoted
         raise GuestError(f"{shell.node}: reading its state failed ({result.code}): {result.err.strip()}")

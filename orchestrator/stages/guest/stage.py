@@ -1,4 +1,4 @@
-"""The `guest` stage: observe the two storage nodes over SSH, diff, apply.
+"""The `guest` stage: observe the two storage nodes (and the witness) over SSH, diff, apply.
 
 It needs no vSphere: nodes are reached at their iSCSI addresses, their host
 keys pinned from the state folder. Generated secrets (DRBD shared secret,
@@ -53,7 +53,7 @@ class GuestStage:
             chap=ctx.secret("chap", deployed.get("chap")) if plan.target.chap else None,
         )
         node_devices = {node: found for node, f in nodes.items() if (found := diff.devices(f)) is not None}
-        return diff.diff(plan, desired_state(plan, secrets, node_devices), nodes)
+        return diff.diff(plan, desired_state(plan, secrets, node_devices), nodes, observed.witness)
 
     def apply(self, ctx: RunContext, change: Change) -> None:
         apply.apply(ctx, change)

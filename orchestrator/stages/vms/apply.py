@@ -173,7 +173,7 @@ def import_vm_from_ova(op: ImportVmFromOva, ctx: RunContext) -> None:
 def configure_new_vm(op: ConfigureNewVm, ctx: RunContext) -> None:
     """Recompute the edits against the new VM itself (its device keys are its own)."""
     session, plan = ctx.vsphere, ctx.plan
-    node = next(node for node in plan.storage_nodes if node.node == op.node)
+    node = next(node for node in plan.vm_nodes if node.node == op.node)
     identity = ctx.identities.get(op.node)
     if identity is None:  # the vms stage plans an identity for every node it creates
         raise RuntimeError(f"vm {op.name}: no identity for node {op.node!r}")

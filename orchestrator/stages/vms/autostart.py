@@ -36,7 +36,7 @@ class HostAutostart:
 def observe(plan: Plan, inventory: Inventory) -> list[HostAutostart]:
     vms = {obj.name: obj.id for obj in inventory.folder_vms()}
     found = []
-    for node in plan.storage_nodes:
+    for node in plan.vm_nodes:
         host = inventory.named(vim.HostSystem, node.esxi)
         if host is None:
             continue  # reported by the VM diff

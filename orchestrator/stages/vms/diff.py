@@ -20,16 +20,16 @@ import json
 from dataclasses import dataclass, field, replace
 
 from orchestrator.changes import Attr, Change, Problem
-from orchestrator.guest.layout import DISK_ROLES
-from orchestrator.identity import NIC_ROLES, NodeIdentity, nic_mac
+from orchestrator.identity import NodeIdentity, nic_mac, nic_roles
 from orchestrator.operations import Operation
-from orchestrator.plan import Plan, StorageNode
+from orchestrator.plan import Plan, VmNode, WitnessNode
 from orchestrator.stages.vms.facts import (
     DATA_BUS,
     NodeVmFacts,
     Placement,
     VmsFacts,
     disk_at,
+    disk_roles,
     holds_data_disk,
     vm_folder,
 )
@@ -60,12 +60,12 @@ NIC_KIND = "VirtualVmxnet3"
 KB_PER_GB = 1024 * 1024
 
 
-def disk_file(plan: Plan, node: StorageNode, role: str) -> str:
+def disk_file(plan: Plan, node: VmNode, role: str) -> str:
     vm = plan.vm_name(node.node)
     return f"[{node.datastore}] {vm}/{vm}_{role}.vmdk"
 
 
-def desired_extra_config(plan: Plan, node: StorageNode, identity: NodeIdentity) -> dict[str, str]:
+def desired_extra_config(plan: Plan, node: VmNode, identity: NodeIdentity) -> dict[str, str]:
     return {
         MARKER_PLAN: plan.name,
         MARKER_NODE: node.node,
@@ -74,7 +74,12 @@ def desired_extra_config(plan: Plan, node: StorageNode, identity: NodeIdentity) 
     }
 
 
-def annotation(plan: Plan, node: StorageNode) -> str:
+def annotation(plan: Plan, node: VmNode) -> str:
+    if isinstance(node, WitnessNode):
+        return (
+            f"Witness VM of vsa-orchestrate plan '{plan.name}' (node {node.node}): the cluster's "
+            "third vote. Holds no data; change it through the plan, not by hand."
+        )
     return (
         f"Storage VM of vsa-orchestrate plan '{plan.name}' (node {node.node}). "
         "Holds replicated data: change it through the plan, not by hand."
@@ -237,7 +242,7 @@ def diff_node(
     )
 
 
-def placement_problems(plan: Plan, node: StorageNode, placement: Placement, resource: str) -> list[Problem]:
+def placement_problems(plan: Plan, node: VmNode, placement: Placement, resource: str) -> list[Problem]:
     def problem(message: str) -> Problem:
         return Problem(STAGE, resource, message)
 
@@ -256,7 +261,8 @@ def placement_problems(plan: Plan, node: StorageNode, placement: Placement, reso
                 "a storage node needs the host's own local disk"
             )
         )
-    for portgroup in (plan.network.iscsi_portgroup, plan.network.replication_portgroup):
+    portgroups = {"iscsi": plan.network.iscsi_portgroup, "replication": plan.network.replication_portgroup}
+    for portgroup in (portgroups[role] for role in nic_roles(node)):
         if portgroup not in placement.networks:
             problems.append(
                 problem(
@@ -298,7 +304,7 @@ def _source_base(plan: Plan, site: VmsFacts, resource: str, problems: list[Probl
     return site.template
 
 
-def _location_problems(node: StorageNode, placement: Placement, vm: VmFact, resource: str) -> list[Problem]:
+def _location_problems(node: VmNode, placement: Placement, vm: VmFact, resource: str) -> list[Problem]:
     if vm.host_id != placement.host_id:
         message = (
             f"runs on another host than {node.esxi}; a storage VM lives on its host's local disk "
@@ -333,7 +339,7 @@ class VmEdits:
 
 def vm_edits(
     plan: Plan,
-    node: StorageNode,
+    node: VmNode,
     placement: Placement,
     vm: VmFact,
     identity: NodeIdentity,
@@ -343,16 +349,18 @@ def vm_edits(
 ) -> VmEdits:
     """Compare one VM (or the template it will be cloned from) with the plan."""
     edits = VmEdits()
-    _diff_controller(vm, edits)
+    if disk_roles(node):
+        _diff_controller(vm, edits)
     _diff_disks(plan, node, vm, folder_files, allow_destroy, resource, edits)
     _diff_nics(plan, node, placement, vm, edits)
     settings = plan.storage_vm
     if vm.cpus != settings.cpus:
         edits.attrs.append(Attr("cpus", vm.cpus, settings.cpus))
         edits.cpus = settings.cpus
-    if vm.memory_mb != settings.memory_mb:
-        edits.attrs.append(Attr("memory_mb", vm.memory_mb, settings.memory_mb))
-        edits.memory_mb = settings.memory_mb
+    memory_mb = node.memory_mb if isinstance(node, WitnessNode) else settings.memory_mb
+    if vm.memory_mb != memory_mb:
+        edits.attrs.append(Attr("memory_mb", vm.memory_mb, memory_mb))
+        edits.memory_mb = memory_mb
     if (edits.cpus, edits.memory_mb) != (None, None) and vm.power == "poweredOn":
         edits.power_cycle = edits.power_on = True
         edits.note = (
@@ -405,7 +413,7 @@ def _diff_controller(vm: VmFact, edits: VmEdits) -> None:
 
 def _diff_disks(
     plan: Plan,
-    node: StorageNode,
+    node: VmNode,
     vm: VmFact,
     folder_files: frozenset[str] | None,
     allow_destroy: frozenset[str],
@@ -413,7 +421,7 @@ def _diff_disks(
     edits: VmEdits,
 ) -> None:
     settings = plan.storage_vm
-    for unit, role in enumerate(DISK_ROLES):
+    for unit, role in enumerate(disk_roles(node)):
         size_kb = getattr(settings, f"{role}_disk_gb") * KB_PER_GB
         file = disk_file(plan, node, role)
         label = f"disk {role} (scsi{DATA_BUS}:{unit})"
@@ -448,13 +456,14 @@ def _diff_disks(
 
 def _diff_nics(
     plan: Plan,
-    node: StorageNode,
+    node: VmNode,
     placement: Placement,
     vm: VmFact,
     edits: VmEdits,
 ) -> None:
     portgroups = {"iscsi": plan.network.iscsi_portgroup, "replication": plan.network.replication_portgroup}
-    for index, role in enumerate(NIC_ROLES):
+    roles = nic_roles(node)
+    for index, role in enumerate(roles):
         network, mac = portgroups[role], nic_mac(plan, node.node, role)
         wanted = f"{NIC_KIND} on {network} ({mac})"
         label = f"nic {role}"
@@ -471,7 +480,7 @@ def _diff_nics(
         elif current.network != network or current.mac != mac:
             edits.attrs.append(Attr(label, _nic_text(current), wanted))
             edits.devices.append(EditNic(current.key, network, network_id, mac, distributed))
-    for extra in vm.nics[len(NIC_ROLES) :]:
+    for extra in vm.nics[len(roles) :]:
         edits.attrs.append(Attr(f"nic key {extra.key}", _nic_text(extra), None))
         edits.devices.append(RemoveNic(extra.key))
 

@@ -15,7 +15,7 @@ from typing import Any
 from pyVmomi import vim
 
 from orchestrator.guest.layout import DISK_ROLES
-from orchestrator.plan import Plan, StorageNode
+from orchestrator.plan import Plan, StorageNode, VmNode
 from orchestrator.stages.vms.operations import DvPortgroup
 from orchestrator.state import HostKey
 from orchestrator.vsphere import ova_package
@@ -44,9 +44,14 @@ class Placement:
     distributed: dict[str, DvPortgroup] = field(default_factory=dict)  # of those, the distributed ones
 
 
+def disk_roles(node: VmNode) -> tuple[str, ...]:
+    """A storage node's data disks; the witness holds no data."""
+    return DISK_ROLES if isinstance(node, StorageNode) else ()
+
+
 @dataclass
 class NodeVmFacts:
-    node: StorageNode
+    node: VmNode
     placement: Placement
     vm: VmFact | None
     folder_files: frozenset[str] | None = None  # planned disk files found in the VM folder, when checked
@@ -92,11 +97,11 @@ def observe(plan: Plan, inventory: Inventory, esxi: bool = False) -> VmsFacts:
     """Facts from the snapshot alone; see needs_disk_file_check and needs_source for the rest."""
     vms = {obj.name: obj for obj in inventory.folder_vms()}
     nodes = []
-    for node in plan.storage_nodes:
+    for node in plan.vm_nodes:
         obj = vms.get(plan.vm_name(node.node))
         fact = vm_fact(obj, inventory) if obj is not None else None
         nodes.append(NodeVmFacts(node=node, placement=placement_of(inventory, node), vm=fact))
-    planned = {plan.vm_name(node.node) for node in plan.storage_nodes}
+    planned = {plan.vm_name(node.node) for node in plan.vm_nodes}
     orphans = [vm_fact(obj, inventory) for name, obj in vms.items() if name not in planned]
     template = next(
         (vm_fact(obj, inventory) for path in vm_paths(plan) if (obj := inventory.vm_at(path))), None
@@ -148,7 +153,7 @@ def ova_fact(ovf: OvfFacts) -> VmFact:
     )
 
 
-def placement_of(inventory: Inventory, node: StorageNode) -> Placement:
+def placement_of(inventory: Inventory, node: VmNode) -> Placement:
     host = inventory.named(vim.HostSystem, node.esxi)
     if host is None:
         return Placement(None, None, None, None, False, {})
@@ -192,7 +197,7 @@ def needs_disk_file_check(plan: Plan, facts: NodeVmFacts) -> bool:
     vm = facts.vm
     if vm is None or vm.owner != plan.name:
         return False
-    return any(disk_at(vm, unit) is None for unit in range(len(DISK_ROLES)))
+    return any(disk_at(vm, unit) is None for unit in range(len(disk_roles(facts.node))))
 
 
 def disk_at(vm: VmFact, unit: int) -> DiskFact | None:
@@ -206,10 +211,12 @@ def holds_data_disk(vm: VmFact) -> bool:
     return any(disk_at(vm, unit) is not None for unit in range(len(DISK_ROLES)))
 
 
-def disk_files_present(session: Session, plan: Plan, node: StorageNode) -> frozenset[str]:
+def disk_files_present(session: Session, plan: Plan, node: VmNode) -> frozenset[str]:
     """File names of the node's planned disks that exist in its VM folder (read without a task)."""
     vm = plan.vm_name(node.node)
-    paths = [f"{vm}/{vm}_{role}.vmdk" for role in DISK_ROLES]
+    paths = [f"{vm}/{vm}_{role}.vmdk" for role in disk_roles(node)]
+    if not paths:
+        return frozenset()
     found = existing_files(session, plan.vsphere.datacenter, node.datastore, paths)
     return frozenset(path.rsplit("/", 1)[-1] for path in found)
 

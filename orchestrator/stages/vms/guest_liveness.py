@@ -82,12 +82,14 @@ def observe(
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Silence]:
     """The powered-on storage VMs of ours whose guest stayed silent for plan.reset_after_s."""
+    addresses = {node.node: str(node.iscsi_ip) for node in plan.storage_nodes}  # not the witness
     vms = {
         node_facts.node.node: node_facts.vm
         for node_facts in facts.nodes
-        if node_facts.vm is not None and node_facts.vm.owner == plan.name
+        if node_facts.vm is not None
+        and node_facts.vm.owner == plan.name
+        and node_facts.node.node in addresses
     }
-    addresses = {node.node: str(node.iscsi_ip) for node in plan.storage_nodes}
     watched = [node for node, vm in vms.items() if vm.power == "poweredOn"]
     if not watched:
         return []

@@ -1,0 +1,71 @@
+"""The witness in the `guest` stage: Corosync's files and unit, nothing else.
+
+The witness is a full Corosync member (the third vote) that runs neither
+Pacemaker nor DRBD, so it never holds data and Pacemaker never places a
+resource on it (a Corosync node without Pacemaker is OFFLINE to Pacemaker).
+Read in one round trip like a storage node; its diff is pure.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.changes import Attr, Change
+from orchestrator.guest.facts import Fact, FileHashes, Services, ServicesFact
+from orchestrator.guest.managers.pacemaker import PACEMAKER
+from orchestrator.guest.render import Desired, sha256
+from orchestrator.operations import Operation
+from orchestrator.plan import Plan
+from orchestrator.stages.guest.operations import EnableService, RestartService, StartService, WriteFile
+
+STAGE = "guest"
+UNIT = "corosync"
+
+
+@dataclass(frozen=True)
+class WitnessFacts:
+    files: dict[str, tuple[str, int]]  # path -> (sha256, mode) of Corosync's files it holds
+    services: Services
+
+
+def facts_to_read(plan: Plan) -> dict[str, Fact]:
+    paths = [*PACEMAKER.corosync_files(plan, "").keys()]
+    return {"files": FileHashes(paths), "services": ServicesFact(str(plan.network.vip))}
+
+
+def from_parsed(parsed: dict[str, Any]) -> WitnessFacts:
+    return WitnessFacts(files=parsed["files"], services=parsed["services"])
+
+
+def diff(node: str, desired: Desired, facts: WitnessFacts) -> Change | None:
+    """Corosync's files written, its unit enabled and running (restarted when they changed)."""
+    attrs: list[Attr] = []
+    operations: list[Operation] = []
+    stale = [
+        path
+        for path, file in desired.files.items()
+        if facts.files.get(path) != (sha256(file.content), file.mode)
+    ]
+    for path in stale:
+        file, current = desired.files[path], facts.files.get(path)
+        before = None if current is None else f"sha256 {current[0][:12]}, mode {oct(current[1])}"
+        after = f"sha256 {sha256(file.content)[:12]}, mode {oct(file.mode)}"
+        attrs.append(Attr(path, before, after, sensitive=file.sensitive))
+        operations.append(WriteFile(node, path, sha256(file.content), file.mode, file.sensitive, ()))
+    if UNIT not in facts.services.enabled:
+        attrs.append(Attr(f"{UNIT} enabled", False, True))
+        operations.append(EnableService(node, UNIT))
+    if UNIT not in facts.services.active:
+        attrs.append(Attr(UNIT, "stopped", "running"))
+        operations.append(StartService(node, UNIT))
+    elif stale:
+        attrs.append(Attr(UNIT, "running", "restarted (configuration changed)"))
+        operations.append(RestartService(node, UNIT))
+    if not operations:
+        return None
+    return Change(
+        stage=STAGE,
+        action="update" if facts.files else "create",
+        resource=f"witness {node}",
+        attrs=attrs,
+        operations=tuple(operations),
+    )
