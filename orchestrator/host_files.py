@@ -40,6 +40,7 @@ COMMANDS = {
     "ip": "iproute2",
     "qemu-system-x86_64": "qemu-system-x86",
     "xorriso": "xorriso",
+    "nft": "nftables",  # partitions between lab VMs (orchestrator/lab/partition.py)
     # the simulated vCenter (scripts/build-sim)
     "go": "golang-go",
     # the tests (tests/lab, tests/unit)
@@ -48,6 +49,7 @@ COMMANDS = {
     "iscsi-readcapacity16": "libiscsi-bin",
     "blkid": "util-linux",
     "sh": "dash",
+    "ping": "iputils-ping",  # tests/lab/test_partition.py
 }
 
 MBR_BIN = "/usr/lib/syslinux/mbr/mbr.bin"
