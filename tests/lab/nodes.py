@@ -30,7 +30,7 @@ def vsa(plan: Plan, *args: str) -> subprocess.CompletedProcess:
 
 
 def on(plan: Plan, node: str, command: str) -> str:
-    address = str(next(n.iscsi_ip for n in plan.storage_nodes if n.node == node))
+    address = str(next(n.iscsi_ip for n in plan.vm_nodes if n.node == node))
     key = StateDir(plan.state_dir, persist=False).host_key(node)
     client = pinned_client(key.public_openssh, address)
     client.connect(

@@ -1,10 +1,19 @@
-"""[ha] manager = "pacemaker" on the embedded lab's real VMs: Corosync and
-Pacemaker configured by the guest stage, the LUN served by ocf:vsa:serve, a
-hard failover under a writer that records every acknowledged block, and the
-fence-peer handler's constraint lifted once the victim is back and resynced.
+"""[ha] manager = "pacemaker" with the witness on the third host, on the embedded
+lab's real VMs: Corosync (three votes) and Pacemaker configured by the guest
+stage, the LUN served by ocf:vsa:serve, and each failure of issue 13 proven the
+Jepsen way (a writer through the VIP records every acknowledged block; after
+healing, every one reads back from the copy that serves):
 
-One lab for the module, in test order. The plan runs with ha.two_node = true
-(two votes: the witness VM is not built yet); every run says so.
+(b) the replication link cut: no failover, the peer outdated, I/O continues;
+(c) the active node cut off from its peer and the witness while the initiator
+    still reaches it: the other side takes over, the cut-off node never
+    acknowledges a write and resets itself, nobody needs to resolve a split brain;
+(a) SIGKILL of the active node;
+(d) the witness lost: no failover, I/O continues;
+(e) the standby lost, then the witness: the last node has no quorum and stops
+    serving (availability traded for safety) until a vote comes back.
+
+One lab for the module, in test order; each test leaves it healthy.
 """
 
 import json
@@ -18,15 +27,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.lab import commands
+from orchestrator.lab import commands, netns
+from orchestrator.lab.partition import Partition, node_pairs
 from orchestrator.plan import Plan, load_plan
 from tests.lab.acked_writes import AckedWriter
 from tests.lab.conftest import report
-from tests.lab.nodes import REPO, inside, on, wait_for
+from tests.lab.nodes import REPO, VIP_TAG, inside, on, wait_for
 
 HEALTHY_TIMEOUT_S = 600
 NODES = ("node1", "node2")
-PACEMAKER = '[ha]\nmanager = "pacemaker"\ntwo_node = true\n\n'
+WITNESS = "witness"
 
 
 @dataclass(frozen=True)
@@ -38,9 +48,7 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, appliance, _lab_host) -> Iterator[Lab]:
     folder = tmp_path_factory.mktemp("pacemaker") / "lab"
-    plan_path = commands.lab_up(folder)
-    text = plan_path.read_text()
-    plan_path.write_text(text.replace("[target]", PACEMAKER + "[target]", 1))
+    plan_path = commands.lab_up(folder, manager="pacemaker")
     try:
         yield Lab(folder, load_plan(plan_path))
     finally:
@@ -69,13 +77,19 @@ def test_apply_configures_pacemaker_and_serves_the_lun(lab: Lab):
     applied = run(lab, "--yes")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     report(f"pacemaker apply: {time.monotonic() - began:.1f} s")
-    assert "ha.two_node = true" in applied.stderr  # warned on every run
+    assert "two_node" not in applied.stderr  # three votes: nothing to warn about
     code, site = status(lab)
     assert code == 0, site["problems"]
     views = {view["node"]: view for view in site["nodes"]}
     assert all(views[n]["manager"] == "pacemaker" and views[n]["quorate"] for n in NODES)
     active = site["active_node"]
     assert "vsa-serve\t(ocf:vsa:serve):\t Started " + active in on(lab.plan, active, "crm_mon -1r")
+    votes = on(lab.plan, active, "corosync-quorumtool -s")
+    assert re.search(r"Expected votes: +3", votes) and re.search(r"Total votes: +3", votes), votes
+    # The witness runs Corosync only: no Pacemaker, no DRBD, no resource ever placed there.
+    assert on(
+        lab.plan, WITNESS, "systemctl is-active corosync pacemaker drbd; lsblk -dn -o NAME | wc -l"
+    ) == ("active\ninactive\ninactive\n1\n")
     # heartbeat is installed in the same image but never started
     assert {
         on(lab.plan, n, "systemctl is-enabled heartbeat; systemctl is-active heartbeat") for n in NODES
@@ -86,11 +100,83 @@ def test_a_second_run_changes_nothing_and_restarts_nothing(lab: Lab):
     probe = (
         "systemctl show -p ActiveEnterTimestamp corosync pacemaker; stat -c %Y /etc/corosync/corosync.conf"
     )
-    before = {node: on(lab.plan, node, probe) for node in NODES}
+    before = {node: on(lab.plan, node, probe) for node in (*NODES, WITNESS)}
     rerun = run(lab, "--yes")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "No changes" in rerun.stdout
-    assert {node: on(lab.plan, node, probe) for node in NODES} == before
+    assert {node: on(lab.plan, node, probe) for node in (*NODES, WITNESS)} == before
+
+
+def holds_vip(lab: Lab, node: str) -> bool:
+    return VIP_TAG in on(lab.plan, node, "ip -o -4 addr show")
+
+
+def boot_id(lab: Lab, node: str) -> str:
+    return on(lab.plan, node, "cat /proc/sys/kernel/random/boot_id").strip()
+
+
+def fence_lifted(lab: Lab, node: str) -> None:
+    """Once both disks are UpToDate, vsa-serve's monitor lifts the vsa-fence constraint."""
+    wait_for(lambda: 'id="vsa-fence"' not in on(lab.plan, node, "cibadmin -Q -o constraints"), 180)
+
+
+def rerun_healthy(lab: Lab) -> float:
+    """The plan applied again (powers lost VMs on) and the site healthy; seconds until healthy."""
+    healed = run(lab, "--yes")
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    return wait_healthy(lab)
+
+
+def peer_of(node: str) -> str:
+    return next(other for other in NODES if other != node)
+
+
+def kill_vm(lab: Lab, node: str) -> None:
+    """The node's host loses power: its qemu is killed (the simulator then shows it powered off)."""
+    subprocess.run(["pkill", "-KILL", "-f", f"process=qemu-{lab.plan.vm_name(node)}"], check=True)
+
+
+def test_a_cut_replication_link_outdates_the_peer_and_io_goes_on(lab: Lab):
+    active = status(lab)[1]["active_node"]
+    peer = peer_of(active)
+    with AckedWriter(lab.plan, round_no=1) as writer:
+        writer.wait_more(3, 60)
+        with Partition(node_pairs(lab.plan, active, peer, roles=("replication",)), netns.NAMESPACE):
+            began = time.monotonic()
+            writer.wait_more(5, 120)  # through the freeze while the peer is outdated
+            report(f"replication cut: 5 more writes acked {time.monotonic() - began:.1f} s after the cut")
+            assert holds_vip(lab, active) and not holds_vip(lab, peer)  # no failover
+            assert f'value="{active}"' in on(lab.plan, active, "cibadmin -Q -o constraints")
+        writer.wait_more(2, 60)
+    assert writer.lost() == 0, f"{writer.lost()} of {len(writer.latest)} acknowledged blocks lost"
+    fence_lifted(lab, active)  # DRBD reconnects by itself and resyncs
+    report(f"replication cut healed: healthy {rerun_healthy(lab):.1f} s after the rerun")
+    assert status(lab)[1]["active_node"] == active
+
+
+def test_an_isolated_active_node_stops_acknowledging_and_the_quorate_side_serves(lab: Lab):
+    active = status(lab)[1]["active_node"]
+    peer = peer_of(active)
+    booted = boot_id(lab, active)
+    cut = node_pairs(lab.plan, active, peer) + node_pairs(lab.plan, active, WITNESS, roles=("iscsi",))
+    with AckedWriter(lab.plan, round_no=2) as writer:
+        writer.wait_more(3, 60)
+        with Partition(cut, netns.NAMESPACE):
+            began = time.monotonic()
+            wait_for(lambda: holds_vip(lab, peer), 180)
+            writer.wait_more(3, 120)
+            report(f"isolated active: {peer} served {time.monotonic() - began:.1f} s after the cut")
+            # The cut-off node lost quorum: it gave up the VIP; frozen as primary, it reset itself.
+            wait_for(lambda: boot_id(lab, active) != booted and not holds_vip(lab, active), 300)
+            report(f"isolated active: {active} reset {time.monotonic() - began:.1f} s after the cut")
+            writer.wait_more(2, 60)
+        writer.wait_more(2, 60)
+    lost = writer.lost()
+    report(f"isolated active: {lost} of {len(writer.latest)} blocks lost, {writer.count} writes acked")
+    assert lost == 0
+    report(f"isolation healed: healthy {rerun_healthy(lab):.1f} s after the rerun")  # no split brain
+    assert status(lab)[1]["active_node"] == peer
+    fence_lifted(lab, peer)
 
 
 def test_hard_failover_keeps_every_acknowledged_block_and_the_rerun_lifts_the_fence(lab: Lab):
@@ -115,9 +201,44 @@ def test_hard_failover_keeps_every_acknowledged_block_and_the_rerun_lifts_the_fe
     survivor = next(node for node in NODES if node != victim)
     # The survivor outdated its dead peer by a constraint (with quorum: two_node) before promoting.
     assert f'value="{survivor}"' in on(lab.plan, survivor, "cibadmin -Q -o constraints")
-    healed = run(lab, "--yes")  # powers the victim on; it resyncs and stays secondary
-    assert healed.returncode == 0, healed.stdout + healed.stderr
-    report(f"pacemaker: healthy again {wait_healthy(lab):.1f} s after the rerun")
+    # The victim is powered on by the rerun; it resyncs and stays secondary.
+    report(f"pacemaker: healthy again {rerun_healthy(lab):.1f} s after the rerun")
     assert status(lab)[1]["active_node"] == survivor
-    # Once both disks are UpToDate, vsa-serve's monitor lifts the constraint.
-    wait_for(lambda: 'id="vsa-fence"' not in on(lab.plan, survivor, "cibadmin -Q -o constraints"), 120)
+    fence_lifted(lab, survivor)
+
+
+def test_losing_the_witness_stalls_nothing(lab: Lab):
+    active = status(lab)[1]["active_node"]
+    with AckedWriter(lab.plan, round_no=3) as writer:
+        writer.wait_more(3, 60)
+        kill_vm(lab, WITNESS)
+        wait_for(lambda: re.search(r"Total votes: +2", on(lab.plan, active, "corosync-quorumtool -s")), 60)
+        began = time.monotonic()
+        writer.wait_more(10, 60)
+        report(f"witness lost: 10 writes acked in {time.monotonic() - began:.1f} s")
+        assert re.search(r"Quorate: +Yes", on(lab.plan, active, "corosync-quorumtool -s"))
+        assert holds_vip(lab, active)
+    assert writer.lost() == 0
+    report(f"witness back: healthy {rerun_healthy(lab):.1f} s after the rerun")
+
+
+def test_the_last_node_without_quorum_stops_serving_until_a_vote_returns(lab: Lab):
+    active = status(lab)[1]["active_node"]
+    standby = peer_of(active)
+    with AckedWriter(lab.plan, round_no=4) as writer:
+        writer.wait_more(3, 60)
+        kill_vm(lab, standby)  # with the witness: quorate, the standby is outdated, I/O goes on
+        writer.wait_more(5, 120)
+        kill_vm(lab, WITNESS)  # one vote of three: no quorum, vsa-serve is stopped
+        wait_for(lambda: not holds_vip(lab, active), 120)
+        stalled_at = writer.count
+        wait_for(lambda: re.search(r"Quorate: +No", on(lab.plan, active, "corosync-quorumtool -s")), 60)
+        assert not holds_vip(lab, active)
+        assert writer.count <= stalled_at + 1  # at most the write in flight when the VIP went
+        report(f"standby then witness lost: {active} stopped serving ({writer.count} writes acked)")
+        # The plan powers both on again: the quorum returns and the same node serves again.
+        report(f"votes back: healthy {rerun_healthy(lab):.1f} s after the rerun")
+        writer.wait_more(3, 120)
+    assert writer.lost() == 0
+    assert status(lab)[1]["active_node"] == active
+    fence_lifted(lab, active)
