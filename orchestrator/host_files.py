@@ -41,6 +41,7 @@ COMMANDS = {
     "qemu-system-x86_64": "qemu-system-x86",
     "xorriso": "xorriso",
     "nft": "nftables",  # partitions between lab VMs (orchestrator/lab/partition.py)
+    "pkill": "procps",  # the lab tests kill a VM's qemu (a host losing power)
     # the simulated vCenter (scripts/build-sim)
     "go": "golang-go",
     # the tests (tests/lab, tests/unit)

@@ -18,7 +18,7 @@ from orchestrator.stages import deployed_host_key
 from orchestrator.stages.vms import facts as vms_facts
 from orchestrator.state import StateDir
 from orchestrator.status import health, nodes, render, vsphere_view
-from orchestrator.status.model import Expected, NodeView, SiteStatus
+from orchestrator.status.model import Expected, NodeView, SiteStatus, WitnessView
 from orchestrator.vsphere.inventory import take_snapshot
 from orchestrator.vsphere.session import connect
 
@@ -38,6 +38,7 @@ def expected_of(plan: Plan) -> Expected:
         naa=naa_from_serial(serial),
         manager=plan.ha.manager,
         two_node=plan.ha.manager == "pacemaker" and plan.ha.two_node,
+        witness=plan.witness.node if plan.witness else None,
     )
 
 
@@ -70,6 +71,18 @@ def observe(plan: Plan) -> SiteStatus:
         )
         keys[node.node] = nodes.pinned_key(state, node.node, deployed_host_key(vm))
     nodes.observe_nodes(plan, views, keys)
+    witness = None
+    if plan.witness is not None:
+        member, vm = plan.witness, vms.get(plan.witness.node)
+        witness = WitnessView(
+            node=member.node,
+            vm=plan.vm_name(member.node),
+            esxi=member.esxi,
+            address=str(member.iscsi_ip),
+            vm_found=vm is not None,
+            power=vm.power if vm else None,
+        )
+        nodes.observe_witness(plan, witness, nodes.pinned_key(state, member.node, deployed_host_key(vm)))
     hosts, datastore = vsphere_view.observe_hosts(plan, inventory, expected.naa)
     cluster = vsphere_view.observe_cluster(plan, inventory, api_type)
     ha_wanted = bool(plan.cluster and plan.cluster.ha)
@@ -81,7 +94,9 @@ def observe(plan: Plan) -> SiteStatus:
         hosts=hosts,
         datastore=datastore,
         cluster=cluster,
-        problems=health.findings(views, hosts, datastore, cluster, expected, ha_wanted),
+        problems=health.findings(views, hosts, datastore, cluster, expected, ha_wanted)
+        + health.witness_findings(witness),
+        witness=witness,
     )
 
 

@@ -7,7 +7,7 @@ names the node, host, resource or cluster it is about.
 from orchestrator.guest import layout
 from orchestrator.guest.facts import REPLICATING
 from orchestrator.plan import ISCSI_PORT
-from orchestrator.status.model import ClusterView, DatastoreView, Expected, HostView, NodeView
+from orchestrator.status.model import ClusterView, DatastoreView, Expected, HostView, NodeView, WitnessView
 
 DRBD_HEALTHY = ("Connected", "UpToDate", "UpToDate")
 
@@ -50,6 +50,23 @@ def node_findings(node: NodeView) -> list[str]:
     elif node.heartbeat_resources == "transition":
         found.append(f"{who}: heartbeat is moving the resources (transition)")
     return found
+
+
+def witness_findings(witness: WitnessView | None) -> list[str]:
+    """A witness that does not vote leaves the pair no vote to spare: one more loss stops the LUN."""
+    if witness is None:
+        return []
+    who = f"witness {witness.node}"
+    lost = "; the pair has no vote to spare (one more node lost stops the LUN)"
+    if not witness.vm_found:
+        return [f"{who}: VM {witness.vm} not found in our VM folder{lost}"]
+    if witness.power != "poweredOn":
+        return [f"{who}: VM {witness.vm} is {witness.power}{lost}"]
+    if not witness.reachable:
+        return [f"{who}: unreachable ({witness.error}){lost}"]
+    if not witness.corosync_running:
+        return [f"{who}: corosync is not running{lost}"]
+    return []
 
 
 def dual_primary_findings(nodes: list[NodeView]) -> list[str]:

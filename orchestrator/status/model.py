@@ -18,6 +18,7 @@ class Expected:
     naa: str  # the NAA id ESXi must see
     manager: str = "heartbeat"  # the plan's cluster manager
     two_node: bool = False  # Pacemaker with two votes (ha.two_node): no protection from a split
+    witness: str | None = None  # the witness node's name, when the plan has one
 
 
 @dataclass
@@ -69,6 +70,23 @@ class NodeView:
     manager: str | None = None  # the plan's cluster manager: heartbeat or pacemaker
     manager_running: bool | None = None  # all of its units active
     quorate: bool | None = None  # Pacemaker's quorum as this node sees it
+    votes: int | None = None  # Corosync's votes present in this node's partition (pacemaker)
+    expected_votes: int | None = None  # and the votes the cluster has
+
+
+@dataclass
+class WitnessView:
+    """The witness VM: a Corosync member only (the third vote)."""
+
+    node: str
+    vm: str
+    esxi: str
+    address: str
+    vm_found: bool = False
+    power: str | None = None
+    reachable: bool = False
+    error: str | None = None
+    corosync_running: bool | None = None
 
 
 @dataclass
@@ -120,6 +138,7 @@ class SiteStatus:
     datastore: DatastoreView
     cluster: ClusterView
     problems: list[str] = field(default_factory=list)
+    witness: WitnessView | None = None
 
     @property
     def healthy(self) -> bool:

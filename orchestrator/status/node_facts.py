@@ -55,6 +55,25 @@ class DrbdStatus:
         }
 
 
+@dataclass(frozen=True)
+class Votes:
+    total: int  # votes present in this node's partition
+    expected: int  # votes the cluster has (quorum: more than half)
+
+
+class QuorumVotes:
+    """Corosync's votes as this node sees them (`corosync-quorumtool -s`); None when it does not answer."""
+
+    command = "corosync-quorumtool -s 2>/dev/null | grep -E '^(Expected|Total) votes:'; true"
+    _line = re.compile(r"^(Expected|Total) votes:\s*(\d+)", re.MULTILINE)
+
+    def process(self, output: str) -> Votes | None:
+        found = {kind: int(count) for kind, count in self._line.findall(output)}
+        if "Total" not in found or "Expected" not in found:
+            return None
+        return Votes(total=found["Total"], expected=found["Expected"])
+
+
 class HeartbeatResources:
     """Which resource group heartbeat says this node holds (`cl_status rscstatus`):
     "all", "local", "foreign", "none" or "transition"; None when heartbeat does not answer."""

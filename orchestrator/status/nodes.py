@@ -14,10 +14,10 @@ from orchestrator.guest import layout
 from orchestrator.guest.facts import ServicesFact, SplitBrainMarkers, script, split
 from orchestrator.guest.managers import ClusterManager, manager_for
 from orchestrator.guest.ssh import GuestError, NodeShell
-from orchestrator.plan import Plan, StorageNode
+from orchestrator.plan import Plan, VmNode
 from orchestrator.state import HostKey, StateDir
-from orchestrator.status.model import DrbdView, NodeView, TargetView
-from orchestrator.status.node_facts import DrbdStatus, HeartbeatResources, LioTargets
+from orchestrator.status.model import DrbdView, NodeView, TargetView, WitnessView
+from orchestrator.status.node_facts import DrbdStatus, HeartbeatResources, LioTargets, QuorumVotes
 
 READ_TIMEOUT_S = 30  # a wedged node (hung cl_status, D-state I/O) must not hang status
 
@@ -31,6 +31,8 @@ def facts_for(plan: Plan) -> dict:
     }
     if plan.ha.manager == "heartbeat":
         facts["heartbeat"] = HeartbeatResources()
+    else:
+        facts["votes"] = QuorumVotes()
     return facts
 
 
@@ -47,13 +49,13 @@ def read_command(facts: dict) -> str:
     return f"timeout {READ_TIMEOUT_S} sh -c {shlex.quote(script(facts))}"
 
 
-def read_node(plan: Plan, node: StorageNode, host_key: HostKey) -> dict[str, Any]:
+def read_node(plan: Plan, node: VmNode, host_key: HostKey, facts: dict | None = None) -> dict[str, Any]:
     """Connect (no waiting), run the facts' one script, parse each section."""
     shell = NodeShell(
         node.node, str(node.iscsi_ip), plan.storage_vm.ssh_user, plan.ssh_key_file, host_key, wait_s=0
     )
     try:
-        facts = facts_for(plan)
+        facts = facts or facts_for(plan)
         result = shell.run(read_command(facts), check=False)
         if result.code == 124:
             raise GuestError(f"{node.node}: reading its state took longer than {READ_TIMEOUT_S} s")
@@ -98,6 +100,8 @@ def apply_facts(view: NodeView, parsed: dict[str, Any], manager: ClusterManager)
         view.heartbeat_running = view.manager_running
         view.heartbeat_resources = parsed["heartbeat"]
     view.quorate = services.quorate
+    if votes := parsed.get("votes"):
+        view.votes, view.expected_votes = votes.total, votes.expected
     view.holds_vip = services.vip_here
     view.config_mounted = services.config_mounted
     view.target_running = services.target_running
@@ -136,3 +140,23 @@ def observe_nodes(plan: Plan, views: list[NodeView], keys: dict[str, HostKey | N
 
     with ThreadPoolExecutor(max_workers=len(views) or 1) as pool:
         list(pool.map(one, views))
+
+
+def observe_witness(plan: Plan, view: WitnessView, key: HostKey | None) -> None:
+    """Read the witness: is Corosync running there (it runs nothing else of ours)."""
+    witness = plan.witness
+    if witness is None:
+        return
+    if view.vm_found and view.power != "poweredOn":
+        view.error = f"not read: the VM is {view.power}"
+        return
+    if key is None:
+        view.error = f"no pinned SSH host key for {view.node} (state folder and VM userdata have none)"
+        return
+    try:
+        parsed = read_node(plan, witness, key, {"services": ServicesFact(str(plan.network.vip))})
+    except GuestError as err:
+        view.error = str(err)
+        return
+    view.reachable = True
+    view.corosync_running = "corosync" in parsed["services"].active

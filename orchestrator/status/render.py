@@ -128,6 +128,15 @@ def render_text(console: Console, status: SiteStatus) -> None:
     else:
         ha = "HA on" if cluster.ha_enabled else "HA off"
         console.print(f"cluster {cluster.name}: {ha}, host monitoring {cluster.host_monitoring}")
+    voting = next((node for node in status.nodes if node.expected_votes), None)
+    if voting is not None:
+        votes = f"quorum: {voting.votes} of {voting.expected_votes} votes present (as {voting.node} sees it)"
+        console.print(_mark(voting.votes == voting.expected_votes, votes))
+    if status.witness is not None:
+        witness = status.witness
+        running = witness.corosync_running
+        state = "Corosync running" if running else (witness.error or "Corosync not running")
+        console.print(_mark(bool(running), f"witness {witness.node} on {witness.esxi}: {state}"))
     if expected.two_node:
         console.print(
             _mark(False, "quorum: two votes, no witness (ha.two_node): a split can leave two primaries")

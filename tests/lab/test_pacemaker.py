@@ -84,6 +84,9 @@ def test_apply_configures_pacemaker_and_serves_the_lun(lab: Lab):
     assert all(views[n]["manager"] == "pacemaker" and views[n]["quorate"] for n in NODES)
     active = site["active_node"]
     assert "vsa-serve\t(ocf:vsa:serve):\t Started " + active in on(lab.plan, active, "crm_mon -1r")
+    assert (
+        site["witness"]["corosync_running"] and views[active]["votes"] == 3 == views[active]["expected_votes"]
+    )
     votes = on(lab.plan, active, "corosync-quorumtool -s")
     assert re.search(r"Expected votes: +3", votes) and re.search(r"Total votes: +3", votes), votes
     # The witness runs Corosync only: no Pacemaker, no DRBD, no resource ever placed there.

@@ -23,11 +23,12 @@ TOP = [
     "datastore",
     "cluster",
     "problems",
+    "witness",
 ]
 NODE = [
     "node", "vm", "esxi", "address", "vm_found", "power", "vm_host", "reachable", "error", "drbd",
     "heartbeat_running", "heartbeat_resources", "holds_vip", "config_mounted", "target_running", "targets",
-    "manager", "manager_running", "quorate",
+    "manager", "manager_running", "quorate", "votes", "expected_votes",
 ]  # fmt: skip
 HOST = [
     "host", "found", "connection", "adapter", "adapter_enabled", "send_target", "lun", "paths",
