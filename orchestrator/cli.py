@@ -32,7 +32,8 @@ def _plan_parser() -> argparse.ArgumentParser:
         prog="vsa-orchestrate",
         description="Make a site match the plan: storage VMs, DRBD/heartbeat, iSCSI, VMFS, HA. "
         "Other commands: `vsa-orchestrate apply SAVED` (a plan saved with --dry-run --out), "
-        "`vsa-orchestrate status PLAN [--json]`, `vsa-orchestrate lab up|down|status`, "
+        "`vsa-orchestrate status PLAN [--json]`, `vsa-orchestrate switchover PLAN [--to NODE]`, "
+        "`vsa-orchestrate lab up|down|status`, "
         "`vsa-orchestrate appliance build`.",
     )
     parser.add_argument("plan", type=Path, help="the plan file (plan.toml)")
@@ -107,6 +108,10 @@ def _main(argv: list[str]) -> int:
         from orchestrator.status.command import status_main
 
         return status_main(argv[1:])
+    if argv and argv[0] == "switchover":
+        from orchestrator.switchover import switchover_main
+
+        return switchover_main(argv[1:])
     if argv and argv[0] == "appliance":
         from orchestrator.appliance.commands import appliance_main
 

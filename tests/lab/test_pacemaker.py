@@ -28,12 +28,20 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from orchestrator.lab import commands, netns
+from orchestrator.lab import commands, iscsi_probe, netns
+from orchestrator.lab.iscsi_probe import (
+    PR_OUT_CLEAR,
+    PR_OUT_REGISTER_AND_IGNORE,
+    PR_OUT_RESERVE,
+    PR_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY,
+    Reservations,
+)
 from orchestrator.lab.partition import Partition, node_pairs
-from orchestrator.plan import Plan, load_plan
+from orchestrator.plan import ISCSI_PORT, Plan, load_plan
+from orchestrator.state import StateDir
 from tests.lab.acked_writes import AckedWriter
 from tests.lab.conftest import report
-from tests.lab.nodes import REPO, VIP_TAG, inside, on, wait_for
+from tests.lab.nodes import REPO, VIP_TAG, initiator, inside, on, wait_for
 
 HEALTHY_TIMEOUT_S = 600
 NODES = ("node1", "node2")
@@ -92,7 +100,7 @@ def test_apply_configures_pacemaker_and_serves_the_lun(lab: Lab):
     assert re.search(r"Expected votes: +3", votes) and re.search(r"Total votes: +3", votes), votes
     # The witness runs Corosync only: no Pacemaker, no DRBD, no resource ever placed there.
     assert on(
-        lab.plan, WITNESS, "systemctl is-active corosync pacemaker drbd; lsblk -dn -o NAME | wc -l"
+        lab.plan, WITNESS, "systemctl is-active corosync pacemaker drbd; lsblk -dn -o TYPE | grep -cx disk"
     ) == ("active\ninactive\ninactive\n1\n")
     # heartbeat is installed in the same image but never started
     assert {
@@ -147,6 +155,58 @@ def peer_of(node: str) -> str:
 def kill_vm(lab: Lab, node: str) -> None:
     """The node's host loses power: its qemu is killed (the simulator then shows it powered off)."""
     subprocess.run(["pkill", "-KILL", "-f", f"process=qemu-{lab.plan.vm_name(node)}"], check=True)
+
+
+def test_switchover_moves_the_lun_under_a_writer_and_refuses_a_stale_target(lab: Lab):
+    active = status(lab)[1]["active_node"]
+    other = peer_of(active)
+    with AckedWriter(lab.plan, round_no=5) as writer:
+        writer.wait_more(3, 60)
+        moved = inside("-m", "orchestrator", "switchover", str(lab.plan.path))
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        stall = float(re.search(r"stalled at most ([\d.]+) s", moved.stdout).group(1))
+        report(f"switchover {active} -> {other}: initiators stalled at most {stall:.1f} s")
+        writer.wait_more(3, 60)
+    assert writer.lost() == 0
+    assert status(lab)[1]["active_node"] == other
+    assert "cli-prefer" not in on(lab.plan, other, "cibadmin -Q -o constraints")  # the move is cleared
+    with Partition(node_pairs(lab.plan, active, other, roles=("replication",)), netns.NAMESPACE):
+        wait_for(lambda: "cs:Connected" not in on(lab.plan, other, "cat /proc/drbd"), 120)
+        refused = inside("-m", "orchestrator", "switchover", str(lab.plan.path), "--to", active)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "not Connected UpToDate/UpToDate" in refused.stderr and f"stays on {other}" in refused.stderr
+        assert holds_vip(lab, other)
+    fence_lifted(lab, other)
+    report(f"switchover refused, link healed: healthy {rerun_healthy(lab):.1f} s after the rerun")
+
+
+def chap(lab: Lab) -> dict[str, str]:
+    return {"name": lab.plan.chap_name, "secret": StateDir(lab.plan.state_dir, persist=False).secret("chap")}
+
+
+def initiator_session(lab: Lab, name: str):
+    vip = str(lab.plan.network.vip)
+    return iscsi_probe.session(vip, ISCSI_PORT, lab.plan.iqn, chap(lab), f"iqn.2011-08.local.vsa-lab:{name}")
+
+
+def test_persistent_reservations_move_with_the_lun(lab: Lab):
+    """What a Windows failover cluster does on the LUN: register (APTPL) and reserve; the
+    registration and the reservation are still there when the other node serves."""
+    key = 0xA1B2C3D4
+    with initiator_session(lab, "guest-a") as guest:
+        guest.pr_out(0, PR_OUT_REGISTER_AND_IGNORE, 0, new_key=key, aptpl=True)
+        guest.pr_out(0, PR_OUT_RESERVE, key, pr_type=PR_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+        before = guest.reservations(0)
+    assert before == Reservations((key,), key, PR_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+    moved = inside("-m", "orchestrator", "switchover", str(lab.plan.path))
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    try:
+        with initiator_session(lab, "guest-b") as other:
+            assert other.reservations(0) == before
+    finally:
+        with initiator_session(lab, "guest-a") as guest:
+            guest.pr_out(0, PR_OUT_CLEAR, key)
+            assert guest.reservations(0) == Reservations((), None, None)
 
 
 def test_a_cut_replication_link_outdates_the_peer_and_io_goes_on(lab: Lab):
@@ -257,3 +317,20 @@ def test_the_last_node_without_quorum_stops_serving_until_a_vote_returns(lab: La
     assert writer.lost() == 0
     assert status(lab)[1]["active_node"] == active
     fence_lifted(lab, active)
+
+
+def test_ats_unmap_write_same_and_xcopy_work_after_the_failovers(lab: Lab):
+    """libiscsi's conformance tests of what VMFS uses, on the node serving after every failover
+    above (destructive at their LBAs: the last test of the module)."""
+    for test in (
+        "SCSI.CompareAndWrite.Simple",
+        "SCSI.CompareAndWrite.Miscompare",
+        "SCSI.Unmap.Simple",
+        "SCSI.WriteSame16.Unmap",
+        "SCSI.ExtendedCopy.Simple",
+    ):
+        result = initiator(
+            lab.plan, "iscsi-test-cu", "--dataloss", "--fail", "--silent", f"--test={test}", timeout=300
+        )
+        shown = (result.stdout + result.stderr)[-2000:].replace(chap(lab)["secret"], "(CHAP secret)")
+        assert result.returncode == 0, f"{test}: {shown}"
