@@ -47,6 +47,7 @@ COMMANDS = {
     # the tests (tests/lab, tests/unit)
     "qemu-io": "qemu-utils",
     "iscsi-inq": "libiscsi-bin",
+    "iscsi-test-cu": "libiscsi-bin",  # SCSI conformance tests after failovers (tests/lab)
     "iscsi-readcapacity16": "libiscsi-bin",
     "blkid": "util-linux",
     "sh": "dash",

@@ -17,7 +17,6 @@ from typing import NoReturn
 from rich.console import Console
 
 from orchestrator.engine import EXIT_ERROR, EXIT_OK, RUN_ERRORS, one_line
-from orchestrator.guest.facts import ServicesFact
 from orchestrator.guest.managers.pacemaker import SERVE
 from orchestrator.guest.ssh import NodeShell
 from orchestrator.output import error_line, make_console, warn_about_plan
@@ -86,14 +85,15 @@ def switchover(plan: Plan, to: str | None, console: Console) -> float:
         user, address = plan.storage_vm.ssh_user, str(node.iscsi_ip)
         shells[node.node] = NodeShell(node.node, address, user, plan.ssh_key_file, key, wait_s=0)
     try:
+        for shell in shells.values():
+            shell.run("true")  # both sessions open before the clock starts
         console.print(f"switchover: moving the LUN from {source} to {target}")
         began = time.monotonic()
         shells[source].run(f"crm_resource --move --resource {SERVE} --node {target}")
         try:
-            _wait_serving(plan, shells[target], began)
+            seconds = _wait_serving(plan, shells[target], began)
         finally:
             shells[source].run(f"crm_resource --clear --resource {SERVE}")
-        seconds = time.monotonic() - began
     finally:
         for shell in shells.values():
             shell.close()
@@ -101,12 +101,15 @@ def switchover(plan: Plan, to: str | None, console: Console) -> float:
     return seconds
 
 
-def _wait_serving(plan: Plan, shell: NodeShell, began: float) -> None:
-    fact = ServicesFact(str(plan.network.vip))
+def _wait_serving(plan: Plan, shell: NodeShell, began: float) -> float:
+    """Seconds from `began` until Pacemaker reports vsa-serve started on the node (its
+    start ends with the VIP up, after the target) and the node holds the VIP."""
+    vip = f" {plan.network.vip}/"
+    check = f"crm_resource --locate --resource {SERVE} 2>/dev/null; ip -o -4 addr show"
     while True:
-        services = fact.process(shell.run(fact.command).out)
-        if services.vip_here and services.target_running:
-            return
+        out = shell.run(check, check=False).out
+        if f"is running on: {shell.node}" in out and vip in out:
+            return time.monotonic() - began
         if time.monotonic() - began > MOVE_TIMEOUT_S:
             raise SwitchoverError(
                 f"{shell.node} did not serve the LUN within {MOVE_TIMEOUT_S:.0f} s; the move was withdrawn "

@@ -14,14 +14,16 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from orchestrator.lab.simulator import LabError
 
 # VSA_LAB_NS gives a second lab (a developer's, beside the tests') its own namespace.
 NAMESPACE = os.environ.get("VSA_LAB_NS", "vsa-lab")
+T = TypeVar("T")
 INSTALL_HINT = "run scripts/install-lab-deps (as root) or apt-get install"
 _CLONE_NEWNET = 0x40000000
 
@@ -124,27 +126,32 @@ def delete_tap(name: str) -> None:
         _ip("link", "delete", name)
 
 
-def connect(address: str, port: int, timeout: float) -> socket.socket:
-    """A TCP connection made inside the namespace (for paramiko's sock=, say).
-    A socket stays in the namespace it was created in, so a short-lived thread
-    enters the namespace, connects, and ends; the caller's thread never moves."""
-    outcome: list[socket.socket | BaseException] = []
+def call_inside(work: Callable[[], T], name: str = "netns") -> T:
+    """work() run in a short-lived thread that entered the namespace; its result or its
+    exception. Sockets it makes stay in the namespace; the caller's thread never moves."""
+    outcome: list[T | BaseException] = []
 
     def inside() -> None:
         try:
             with open(Path("/run/netns", NAMESPACE)) as handle:
                 if ctypes.CDLL(None, use_errno=True).setns(handle.fileno(), _CLONE_NEWNET) != 0:
                     raise OSError(ctypes.get_errno(), f"setns into {NAMESPACE} failed")
-            outcome.append(socket.create_connection((address, port), timeout=timeout))
+            outcome.append(work())
         except BaseException as err:  # handed to the caller's thread
             outcome.append(err)
 
-    worker = threading.Thread(target=inside, name=f"netns-connect-{address}")
+    worker = threading.Thread(target=inside, name=name)
     worker.start()
     worker.join()
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
-    return outcome[0]
+    found = outcome[0]
+    if isinstance(found, BaseException):
+        raise found
+    return found
+
+
+def connect(address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection made inside the namespace (for paramiko's sock=, say)."""
+    return call_inside(lambda: socket.create_connection((address, port), timeout=timeout), f"netns-{address}")
 
 
 def _links() -> set[str]:

@@ -30,6 +30,8 @@ GUEST_SIDE = (
     "tests/unit/test_guest_",
     "tests/unit/test_pacemaker.py",
     "tests/lab/test_pacemaker.py",
+    "orchestrator/switchover.py",  # runs crm_resource on the storage nodes
+    "tests/unit/test_switchover.py",
     "tests/unit/test_status_",
     "tests/lab/test_boot.py",
     "tests/lab/test_guest.py",

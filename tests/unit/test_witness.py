@@ -156,3 +156,9 @@ def test_a_healthy_witness_has_nothing_to_do_and_a_changed_file_restarts_corosyn
     files[pacemaker.COROSYNC_CONF] = ("0" * 64, 0o644)
     change = witness_diff("witness", desired, WitnessFacts(files, witness_services(True)))
     assert change is not None and change.operations[-1] == RestartService("witness", "corosync")
+
+
+def test_the_three_host_example_plan_has_the_witness_on_its_third_host():
+    plan = load_plan(Path(__file__).resolve().parents[2] / "plans" / "three-host.toml")
+    assert (plan.ha.manager, plan.ha.two_node, plan.votes) == ("pacemaker", False, 3)
+    assert plan.witness is not None and plan.witness.esxi == plan.hosts[2].esxi

@@ -1,6 +1,6 @@
 """The interface every cluster manager module implements."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from orchestrator.guest.node_file import NodeFile
@@ -11,6 +11,7 @@ from orchestrator.plan import Plan
 class DrbdFencing:
     policy: str  # drbd.conf `fencing`
     handlers: dict[str, str]  # drbd.conf handler -> command
+    net: dict[str, str] = field(default_factory=dict)  # drbd.conf `net` options: how soon a peer is lost
 
 
 class ClusterManager(Protocol):

@@ -23,6 +23,10 @@ CIB_FILE = "/etc/vsa-orchestrate/cib.xml"
 SERVE = "vsa-serve"  # the primitive's id
 FENCED_FLAG = f"{layout.SPLIT_BRAIN_DIR}/fenced"  # set by fence-peer where it outdated the peer
 AUTHKEY_HEX_BYTES = 128  # knet wants 1024 bits at least
+# DRBD declares a dead peer lost within ~3 s with writes in flight (timeout, tenths) and
+# within ~5 s when idle (ping-int + ping-timeout), not 6 and 10.5 s: the survivor cannot
+# promote before both resources let the peer go. (drbd.conf: timeout < ping-int and connect-int.)
+PEER_LOST = {"timeout": "30", "ping-int": "4", "ping-timeout": "10", "connect-int": "5"}
 
 
 def authkey(secret: str) -> str:
@@ -38,7 +42,7 @@ class Pacemaker:
     secret: str = "corosync"
     dopd: bool = False
     fencing: DrbdFencing = field(
-        default_factory=lambda: DrbdFencing("resource-and-stonith", {"fence-peer": FENCE_PEER})
+        default_factory=lambda: DrbdFencing("resource-and-stonith", {"fence-peer": FENCE_PEER}, PEER_LOST)
     )
 
     def corosync_files(self, plan: Plan, secret: str) -> dict[str, NodeFile]:
