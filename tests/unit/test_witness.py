@@ -9,6 +9,8 @@ from orchestrator.guest.facts import Services
 from orchestrator.guest.managers import pacemaker
 from orchestrator.guest.render import Secrets, desired_state, sha256
 from orchestrator.identity import nic_mac, node_identity
+from orchestrator.lab.plan_file import lab_plan_text
+from orchestrator.lab.simulator import SimInfo
 from orchestrator.plan import PlanError, WitnessNode, load_plan
 from orchestrator.stages.guest.diff import diff
 from orchestrator.stages.guest.operations import EnableService, RestartService, StartService, WriteFile
@@ -162,3 +164,29 @@ def test_the_three_host_example_plan_has_the_witness_on_its_third_host():
     plan = load_plan(Path(__file__).resolve().parents[2] / "plans" / "three-host.toml")
     assert (plan.ha.manager, plan.ha.two_node, plan.votes) == ("pacemaker", False, 3)
     assert plan.witness is not None and plan.witness.esxi == plan.hosts[2].esxi
+
+
+@pytest.mark.parametrize("manager", ["heartbeat", "pacemaker"])
+def test_the_lab_plan_carries_the_witness_only_with_pacemaker(manager, tmp_path):
+    info = SimInfo(
+        host="127.0.0.1",
+        port=8989,
+        username="u",
+        password="p",
+        thumbprint=":".join(["AB"] * 32),
+        datacenter="DC0",
+        template="vsa-appliance",
+        portgroups=["VSA-iSCSI", "VSA-Replication"],
+        hosts=[{"name": f"esx{n}", "datastore": f"esx{n}-local"} for n in (1, 2, 3)],
+        shared_datastore="shared",
+        url="https://127.0.0.1:8989/sdk",
+        control_url="http://127.0.0.1:8990",
+        spare_hosts=[],
+    )
+    (tmp_path / "pw").write_text("p\n")
+    (tmp_path / "key.pub").write_text("ssh-ed25519 AAAA lab\n")
+    path = tmp_path / "lab.toml"
+    path.write_text(lab_plan_text(info, "pw", "key", manager=manager))
+    plan = load_plan(path)
+    assert plan.ha.manager == manager
+    assert (plan.witness is not None) == (manager == "pacemaker")
