@@ -4,10 +4,12 @@ Markup is off: messages carry plan keys like "[vsphere].server" and
 datastore paths like "[ds] vm/vm.vmdk", which must print as written.
 """
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.text import Text
 
-from orchestrator.plan import Plan
+from orchestrator.plan import Plan, PlanError, load_plan
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -33,3 +35,13 @@ def warn_about_plan(errors: Console, plan: Plan) -> None:
             "other while hosts reach both, both may serve the LUN and its copies diverge"
         )
         errors.print(warning_line(message))
+
+
+def load_or_report(path: Path, errors: Console) -> Plan | None:
+    """The plan, or None after printing each of its issues as an `error:` line."""
+    try:
+        return load_plan(path)
+    except PlanError as err:
+        for issue in err.issues:
+            errors.print(error_line(issue))
+        return None

@@ -19,8 +19,8 @@ from rich.console import Console
 from orchestrator.engine import EXIT_ERROR, EXIT_OK, RUN_ERRORS, one_line
 from orchestrator.guest.managers.pacemaker import SERVE
 from orchestrator.guest.ssh import NodeShell
-from orchestrator.output import error_line, make_console, warn_about_plan
-from orchestrator.plan import Plan, PlanError, load_plan
+from orchestrator.output import error_line, load_or_report, make_console, warn_about_plan
+from orchestrator.plan import Plan
 from orchestrator.state import StateDir
 from orchestrator.status import nodes as status_nodes
 from orchestrator.status.command import observe
@@ -135,11 +135,8 @@ def switchover_main(argv: list[str]) -> int:
     parser.add_argument("--to", metavar="NODE", help="the node to serve the LUN (default: the other one)")
     args = parser.parse_args(argv)
     console, errors = make_console(), make_console(stderr=True)
-    try:
-        plan = load_plan(args.plan)
-    except PlanError as err:
-        for issue in err.issues:
-            errors.print(error_line(issue))
+    plan = load_or_report(args.plan, errors)
+    if plan is None:
         return EXIT_ERROR
     warn_about_plan(errors, plan)
     try:
