@@ -4,12 +4,21 @@ the LIO target in them, and the simulated hosts log in to the real LUN through
 the VIP (RescanHba does a real iSCSI login with the adapter's CHAP).
 
 One lab for the module, in test order: dry run from empty, apply, a no-op
-rerun, CHAP drift on an adapter, a hard failover through the simulator, and
-lab up/down. The CLI runs inside the lab namespace, as the README says.
+rerun, CHAP drift on an adapter; then the crash heals of issue 9: the serving
+node's qemu SIGKILLed outside the simulator under a writer (the simulator
+reports the VM poweredOff, as ESXi does once the VMX is gone; the peer serves
+every acknowledged block; one rerun powers it on), the serving guest frozen
+with the qemu monitor's `stop` (the dry run shows the reset; the run resets
+it), the standby frozen while the active node does not serve (refused with one
+line, no reset); last, lab up/down. The CLI runs inside the lab namespace, as
+the README says.
 """
 
+import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -20,7 +29,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.lab import commands, netns
-from orchestrator.plan import Plan, load_plan
+from orchestrator.lab.qemu import monitor, qemu_pid
+from orchestrator.lab.simulator import LabError
+from orchestrator.plan import ISCSI_PORT, Plan, load_plan
 from orchestrator.stages.contract import STAGE_ORDER
 from tests.lab.acked_writes import AckedWriter
 from tests.lab.conftest import report
@@ -29,12 +40,19 @@ from tests.lab.nodes import REPO, inside, on, wait_for
 # Every stage with something to do on an empty lab (its hosts are all in vCenter).
 STAGES = tuple(stage for stage in STAGE_ORDER if stage != "hosts")
 HEALTHY_TIMEOUT_S = 600
+TAKEOVER_TIMEOUT_S = 180
 
 
 @dataclass(frozen=True)
 class Lab:
     folder: Path
     plan: Plan
+
+    def vm_folder(self, node: str) -> Path:
+        return self.folder / "vms" / self.plan.vm_name(node)
+
+    def peer(self, node: str) -> str:
+        return next(other.node for other in self.plan.storage_nodes if other.node != node)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +62,10 @@ def lab(tmp_path_factory, appliance, _lab_host) -> Iterator[Lab]:
     try:
         yield Lab(folder, load_plan(plan_path))
     finally:
+        for vm in (folder / "vms").glob("*"):
+            if qemu_pid(vm) is not None:  # a guest a failed test left frozen
+                with contextlib.suppress(OSError, LabError):
+                    monitor(vm, "cont")
         commands.lab_down(folder)
 
 
@@ -61,6 +83,38 @@ def sim_view(lab: Lab, *args: str) -> dict:
     result = inside("-m", "tests.lab.sim_view", str(lab.plan.path), *args, timeout=300)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def node_view(lab: Lab, node: str) -> dict:
+    return next(view for view in status(lab)[1]["nodes"] if view["node"] == node)
+
+
+def tasks(lab: Lab) -> dict[str, int]:
+    return {
+        name: count for name, count in sim_view(lab, "calls")["methods"].items() if name.endswith("_Task")
+    }
+
+
+def wait_takeover(lab: Lab, survivor: str) -> float:
+    """Until the target answers on the VIP again, then `status` must show the survivor
+    serving. (Polled with a TCP connect, as an initiator would, not with `status`:
+    heartbeat is not asked for its state over and over while it takes over.)"""
+
+    def answers() -> bool:
+        try:
+            with netns.connect(str(lab.plan.network.vip), ISCSI_PORT, timeout=2):
+                return True
+        except OSError:
+            return False
+
+    seconds = wait_for(answers, TAKEOVER_TIMEOUT_S)
+    view = node_view(lab, survivor)
+    assert view["holds_vip"] and view["target_running"], view
+    return seconds
+
+
+def errors(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
 def reported_naa(lab: Lab) -> str:
@@ -159,35 +213,90 @@ def test_a_wrong_chap_secret_on_an_adapter_is_healed(lab: Lab):
     assert status(lab)[0] == 0
 
 
-def test_failover_through_the_simulator_keeps_every_acknowledged_block(lab: Lab):
+def test_a_qemu_killed_outside_the_simulator_loses_no_block_and_one_rerun_powers_it_on(lab: Lab):
     plan = lab.plan
     naa = reported_naa(lab)
     victim = status(lab)[1]["active_node"]
+    survivor = lab.peer(victim)
     with AckedWriter(plan, round_no=0) as writer:
         writer.wait_more(3, 60)
-        failover = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "lab", "failover", "--dir", str(lab.folder)],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=REPO,
-            timeout=600,
+        killed = time.monotonic()
+        os.kill(qemu_pid(lab.vm_folder(victim)), signal.SIGKILL)  # not through the simulator
+        wait_for(lambda: node_view(lab, victim)["power"] == "poweredOff", 60)
+        report(
+            f"crash heal: killed qemu of {victim} reads poweredOff after {time.monotonic() - killed:.1f} s"
         )
-        assert failover.returncode == 0, failover.stdout + failover.stderr
-        seconds = float(re.search(r"served by node\d ([\d.]+) s after", failover.stdout).group(1))
-        report(f"end to end failover: {seconds:.1f} s")
+        report(f"end to end failover: {survivor} serves {wait_takeover(lab, survivor):.1f} s later")
         writer.wait_more(2, 60)  # the writer goes on through the survivor
     lost = writer.lost()
     report(f"end to end failover: {lost} of {len(writer.latest)} blocks lost, {writer.count} writes acked")
     assert lost == 0
-    code, site = status(lab)
-    assert code == 2 and site["active_node"] not in (None, victim)
     for name, seen in sim_view(lab, "rescan").items():  # the same device, not a new one
         assert seen["luns"] == [naa] and seen["datastores"][plan.datastore.name] == [naa], name
-    healed = run(lab, "--yes")  # powers the victim on; it resyncs and stays secondary
-    assert healed.returncode == 0, healed.stdout + healed.stderr
-    report(f"end to end: healthy again {wait_healthy(lab):.1f} s after the rerun")
-    assert status(lab)[1]["active_node"] not in (None, victim)
+
+    sim_view(lab, "reset-calls")
+    rerun = run(lab, "--yes")  # powers the victim on; it resyncs and stays secondary
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert tasks(lab).get("PowerOnVM_Task") == 1 and "ResetVM_Task" not in tasks(lab)
+    healthy = wait_healthy(lab)
+    report(
+        f"crash heal: SIGKILLed qemu: healthy {healthy:.1f} s after the rerun, "
+        f"{time.monotonic() - killed:.1f} s after the kill"
+    )
+    assert status(lab)[1]["active_node"] == survivor  # auto_failback off: it stays standby
+
+
+def test_a_frozen_serving_guest_is_reset_while_its_peer_serves(lab: Lab):
+    victim = status(lab)[1]["active_node"]
+    survivor = lab.peer(victim)
+    frozen = time.monotonic()
+    monitor(lab.vm_folder(victim), "stop")  # hung: the process lives, the guest runs nothing
+    report(f"crash heal: frozen {victim}; {survivor} serves {wait_takeover(lab, survivor):.1f} s later")
+    assert node_view(lab, victim)["power"] == "poweredOn"  # vSphere cannot tell
+
+    sim_view(lab, "reset-calls")
+    shown = run(lab, "--dry-run")
+    assert shown.returncode == 2, shown.stdout + shown.stderr
+    assert f"~ vm {lab.plan.vm_name(victim)}" in shown.stdout
+    reset = re.search(rf"reset \(guest not answering for (\d+) s; {survivor} serves\)", shown.stdout)
+    assert reset and int(reset.group(1)) >= lab.plan.reset_after_s, shown.stdout
+    assert tasks(lab) == {}  # a dry run resets nothing
+
+    applied = run(lab, "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert tasks(lab) == {"ResetVM_Task": 1}
+    healthy = wait_healthy(lab)
+    report(
+        f"crash heal: frozen guest: healthy {healthy:.1f} s after the rerun, "
+        f"{time.monotonic() - frozen:.1f} s after the freeze"
+    )
+    assert status(lab)[1]["active_node"] == survivor
+
+
+def test_a_frozen_standby_is_not_reset_while_the_active_node_does_not_serve(lab: Lab):
+    active = status(lab)[1]["active_node"]
+    standby = lab.peer(active)
+    vip = str(lab.plan.network.vip)
+    # The active node stops serving (its VIP gone: heartbeat's haresources do not
+    # monitor it), then the standby hangs: neither node can be trusted to be reset.
+    drop_vip = (
+        f"ip -o -4 addr | awk '$4 ~ /^{vip}\\// {{print $4, $2}}' | "
+        "while read cidr dev; do ip addr del $cidr dev $dev; done"
+    )
+    on(lab.plan, active, drop_vip)
+    assert not status(lab)[1]["active_node"]
+    monitor(lab.vm_folder(standby), "stop")
+    try:
+        sim_view(lab, "reset-calls")
+        refused = run(lab, "--yes")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        [line] = errors(refused)
+        assert line.startswith(f"error: vm {lab.plan.vm_name(standby)}: powered on, but its guest"), line
+        assert f"it is not reset: {active} does not hold the VIP" in line
+        assert "Nothing was changed" in refused.stderr
+        assert tasks(lab) == {}
+    finally:
+        monitor(lab.vm_folder(standby), "cont")
 
 
 def test_lab_up_twice_is_harmless_and_down_then_up_works(lab: Lab):

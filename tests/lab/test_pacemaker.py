@@ -8,10 +8,10 @@ healing, every one reads back from the copy that serves):
 (c) the active node cut off from its peer and the witness while the initiator
     still reaches it: the other side takes over, the cut-off node never
     acknowledges a write and resets itself, nobody needs to resolve a split brain;
-(a) SIGKILL of the active node;
-(d) the witness lost: no failover, I/O continues;
-(e) the standby lost, then the witness: the last node has no quorum and stops
-    serving (availability traded for safety) until a vote comes back.
+(d) the witness cut off from both nodes: no failover, I/O continues;
+(a) SIGKILL of the active node, and then
+(e) the witness lost as well: the survivor, whose peer is lost, has no quorum
+    and stops serving (availability traded for safety) until a vote comes back.
 
 One lab for the module, in test order; each test leaves it healthy.
 """
@@ -222,8 +222,37 @@ def test_an_isolated_active_node_stops_acknowledging_and_the_quorate_side_serves
     fence_lifted(lab, peer)
 
 
-def test_hard_failover_keeps_every_acknowledged_block_and_the_rerun_lifts_the_fence(lab: Lab):
+def test_losing_the_witness_stalls_nothing(lab: Lab):
+    """The witness's host cut off from both storage nodes (its network lost): the two
+    storage nodes keep two votes of three and serve on."""
+    active = status(lab)[1]["active_node"]
+    cut = [pair for node in NODES for pair in node_pairs(lab.plan, WITNESS, node, roles=("iscsi",))]
+    with AckedWriter(lab.plan, round_no=3) as writer:
+        writer.wait_more(3, 60)
+        with Partition(cut, netns.NAMESPACE):
+            wait_for(
+                lambda: re.search(r"Total votes: +2", on(lab.plan, active, "corosync-quorumtool -s")), 60
+            )
+            began = time.monotonic()
+            writer.wait_more(10, 60)
+            report(f"witness lost: 10 writes acked in {time.monotonic() - began:.1f} s")
+            assert re.search(r"Quorate: +Yes", on(lab.plan, active, "corosync-quorumtool -s"))
+            assert holds_vip(lab, active)
+        began = time.monotonic()
+        wait_for(lambda: re.search(r"Total votes: +3", on(lab.plan, active, "corosync-quorumtool -s")), 60)
+        report(f"witness back: three votes {time.monotonic() - began:.1f} s after the heal")
+    assert writer.lost() == 0
+    wait_healthy(lab)
+    assert status(lab)[1]["active_node"] == active
+
+
+def test_hard_failover_then_the_witness_lost_stops_the_last_node_until_a_vote_returns(lab: Lab):
+    """(a) SIGKILL of the active node: the survivor outdates it and serves every acknowledged
+    block. (e) Then the witness lost too: the last node holds one vote of three, has no
+    quorum and stops serving (availability traded for safety) until the rerun powers both
+    on; the same node serves again."""
     victim = status(lab)[1]["active_node"]
+    survivor = peer_of(victim)
     with AckedWriter(lab.plan, round_no=0) as writer:
         writer.wait_more(3, 60)
         failover = subprocess.run(
@@ -238,56 +267,26 @@ def test_hard_failover_keeps_every_acknowledged_block_and_the_rerun_lifts_the_fe
         seconds = float(re.search(r"served by node\d ([\d.]+) s after", failover.stdout).group(1))
         report(f"pacemaker failover: {seconds:.1f} s")
         writer.wait_more(2, 60)
-    lost = writer.lost()
-    report(f"pacemaker failover: {lost} of {len(writer.latest)} blocks lost, {writer.count} writes acked")
-    assert lost == 0
-    survivor = next(node for node in NODES if node != victim)
-    # The survivor outdated its dead peer by a constraint (with quorum: two_node) before promoting.
-    assert f'value="{survivor}"' in on(lab.plan, survivor, "cibadmin -Q -o constraints")
-    # The victim is powered on by the rerun; it resyncs and stays secondary.
-    report(f"pacemaker: healthy again {rerun_healthy(lab):.1f} s after the rerun")
-    assert status(lab)[1]["active_node"] == survivor
-    fence_lifted(lab, survivor)
-
-
-def test_losing_the_witness_stalls_nothing(lab: Lab):
-    active = status(lab)[1]["active_node"]
-    with AckedWriter(lab.plan, round_no=3) as writer:
-        writer.wait_more(3, 60)
-        kill_vm(lab, WITNESS)
-        wait_for(lambda: re.search(r"Total votes: +2", on(lab.plan, active, "corosync-quorumtool -s")), 60)
-        began = time.monotonic()
-        writer.wait_more(10, 60)
-        report(f"witness lost: 10 writes acked in {time.monotonic() - began:.1f} s")
-        assert re.search(r"Quorate: +Yes", on(lab.plan, active, "corosync-quorumtool -s"))
-        assert holds_vip(lab, active)
-    assert writer.lost() == 0
-    report(f"witness back: healthy {rerun_healthy(lab):.1f} s after the rerun")
-
-
-def test_the_last_node_without_quorum_stops_serving_until_a_vote_returns(lab: Lab):
-    active = status(lab)[1]["active_node"]
-    standby = peer_of(active)
-    with AckedWriter(lab.plan, round_no=4) as writer:
-        writer.wait_more(3, 60)
-        kill_vm(lab, standby)  # with the witness: quorate, the standby is outdated, I/O goes on
-        writer.wait_more(5, 120)
-        # Both DRBD resources let the standby go (the idle one only at its next ping): a
+        # The survivor outdated its dead peer by a constraint (with quorum) before promoting.
+        assert f'value="{survivor}"' in on(lab.plan, survivor, "cibadmin -Q -o constraints")
+        # Both DRBD resources let the dead peer go (the idle one only at its next ping): a
         # witness lost while a fence-peer handler still decides would make this node reset.
-        wait_for(lambda: on(lab.plan, active, "cat /proc/drbd").count("cs:WFConnection") == 2, 60)
+        wait_for(lambda: on(lab.plan, survivor, "cat /proc/drbd").count("cs:WFConnection") == 2, 60)
         kill_vm(lab, WITNESS)  # one vote of three: no quorum, vsa-serve is stopped
-        wait_for(lambda: not holds_vip(lab, active), 120)
+        wait_for(lambda: not holds_vip(lab, survivor), 120)
         stalled_at = writer.count
-        wait_for(lambda: re.search(r"Quorate: +No", on(lab.plan, active, "corosync-quorumtool -s")), 60)
-        assert not holds_vip(lab, active)
+        wait_for(lambda: re.search(r"Quorate: +No", on(lab.plan, survivor, "corosync-quorumtool -s")), 60)
+        assert not holds_vip(lab, survivor)
         assert writer.count <= stalled_at + 1  # at most the write in flight when the VIP went
-        report(f"standby then witness lost: {active} stopped serving ({writer.count} writes acked)")
+        report(f"peer then witness lost: {survivor} stopped serving ({writer.count} writes acked)")
         # The plan powers both on again: the quorum returns and the same node serves again.
         report(f"votes back: healthy {rerun_healthy(lab):.1f} s after the rerun")
         writer.wait_more(3, 120)
-    assert writer.lost() == 0
-    assert status(lab)[1]["active_node"] == active
-    fence_lifted(lab, active)
+    lost = writer.lost()
+    report(f"pacemaker failover: {lost} of {len(writer.latest)} blocks lost, {writer.count} writes acked")
+    assert lost == 0
+    assert status(lab)[1]["active_node"] == survivor
+    fence_lifted(lab, survivor)
 
 
 def test_unmap_write_same_and_xcopy_work_after_the_failovers(lab: Lab):
