@@ -4,7 +4,9 @@ the LIO target in them, and the simulated hosts log in to the real LUN through
 the VIP (RescanHba does a real iSCSI login with the adapter's CHAP).
 
 One lab for the module, in test order: dry run from empty, apply, a no-op
-rerun, CHAP drift on an adapter; then the crash heals of issue 9: the serving
+rerun, CHAP drift on an adapter; the guest stage alone (--only guest) adopting
+the deployed secrets into a lost state folder and healing drift in a node's
+files, DRBD connection and LIO target; then the crash heals of issue 9: the serving
 node's qemu SIGKILLed outside the simulator under a writer (the simulator
 reports the VM poweredOff, as ESXi does once the VMX is gone; the peer serves
 every acknowledged block; one rerun powers it on), the serving guest frozen
@@ -18,6 +20,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,14 +31,16 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.guest.render import lun_serial
 from orchestrator.lab import commands, netns
 from orchestrator.lab.qemu import monitor, qemu_pid
 from orchestrator.lab.simulator import LabError
 from orchestrator.plan import ISCSI_PORT, Plan, load_plan
 from orchestrator.stages.contract import STAGE_ORDER
+from orchestrator.state import StateDir
 from tests.lab.acked_writes import AckedWriter
 from tests.lab.conftest import report
-from tests.lab.nodes import REPO, inside, on, wait_for
+from tests.lab.nodes import REPO, active_node, initiator, inside, lun_url, on, vsa, wait_for
 
 # Every stage with something to do on an empty lab (its hosts are all in vCenter).
 STAGES = tuple(stage for stage in STAGE_ORDER if stage != "hosts")
@@ -183,6 +188,15 @@ def test_apply_from_empty_serves_the_datastore_on_the_luns_own_naa(lab: Lab):
     for name, seen in hosts.items():
         assert seen["luns"] == [naa], name
         assert seen["datastores"][lab.plan.datastore.name] == [naa], name
+    plan, state = lab.plan, StateDir(lab.plan.state_dir, persist=False)
+    for node in ("node1", "node2"):
+        drbd = on(plan, node, "cat /proc/drbd")
+        assert drbd.count("cs:Connected") == 2 and drbd.count("ds:UpToDate/UpToDate") == 2, drbd
+    wrong = lun_url(plan).replace(state.secret("chap"), "wrong-secret")
+    assert subprocess.run([*netns.exec_prefix(), "iscsi-inq", wrong], capture_output=True).returncode != 0
+    printed = applied.stdout + applied.stderr + (plan.state_dir / "run.log").read_text()
+    for name in ("drbd", "heartbeat", "chap"):
+        assert state.secret(name) not in printed
 
 
 def test_a_second_run_changes_nothing(lab: Lab):
@@ -211,6 +225,58 @@ def test_a_wrong_chap_secret_on_an_adapter_is_healed(lab: Lab):
     assert healed.returncode == 0, healed.stdout + healed.stderr
     assert sim_view(lab, "show")["esx2.lab.local"]["luns"] == [naa]
     assert status(lab)[0] == 0
+
+
+def test_a_lost_state_folder_adopts_the_deployed_secrets(lab: Lab):
+    folder = lab.plan.state_dir / "secrets"
+    before = {path.name: path.read_text() for path in folder.iterdir()}
+    shutil.rmtree(folder)
+    rerun = vsa(lab.plan, "--yes")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "No changes" in rerun.stdout  # nothing rotated: no file rewritten, heartbeat not restarted
+    assert {path.name: path.read_text() for path in folder.iterdir()} == before
+
+
+def test_guest_drift_is_healed(lab: Lab):
+    plan = lab.plan
+    standby = lab.peer(active_node(plan))
+    on(
+        plan,
+        standby,
+        "echo '# edited by hand' >> /etc/ha.d/ha.cf; rm /etc/hosts; drbdadm disconnect iscsi.target.0",
+    )
+    shown = vsa(plan, "--dry-run")
+    assert shown.returncode == 2
+    assert "/etc/ha.d/ha.cf" in shown.stdout and "/etc/hosts" in shown.stdout
+    assert "drbd iscsi.target.0: StandAlone -> connected" in shown.stdout
+    healed = vsa(plan, "--yes")
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert vsa(plan, "--dry-run").returncode == 0
+    wait_for(lambda: on(plan, standby, "cat /proc/drbd").count("cs:Connected") == 2, 60)
+
+
+def test_lun_or_chap_removed_from_the_target_is_healed(lab: Lab):
+    plan = lab.plan
+    active = active_node(plan)
+    lookup = (
+        "from rtslib_fb import Target, FabricModule; "
+        f"t = Target(FabricModule('iscsi'), '{plan.iqn}', mode='lookup'); "
+    )
+    on(plan, active, f'python3 -c "{lookup}[lun.delete() for tpg in t.tpgs for lun in tpg.luns]"')
+    shown = vsa(plan, "--dry-run")
+    assert shown.returncode == 2 and "~ iSCSI target: stopped -> running" in shown.stdout
+    assert vsa(plan, "--yes").returncode == 0
+    assert (
+        f"Unit Serial Number:[{lun_serial(plan)}]"
+        in initiator(plan, "iscsi-inq", "-e", "1", "-c", "128").stdout
+    )
+    on(plan, active, f"python3 -c \"{lookup}[tpg.set_attribute('authentication', '0') for tpg in t.tpgs]\"")
+    assert vsa(plan, "--dry-run").returncode == 2
+    assert vsa(plan, "--yes").returncode == 0
+    assert vsa(plan, "--dry-run").returncode == 0
+    healed = run(lab, "--yes")  # the whole plan: the hosts see their LUN again
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    wait_healthy(lab)
 
 
 def test_a_qemu_killed_outside_the_simulator_loses_no_block_and_one_rerun_powers_it_on(lab: Lab):

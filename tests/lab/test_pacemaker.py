@@ -150,7 +150,7 @@ def kill_vm(lab: Lab, node: str) -> None:
     subprocess.run(["pkill", "-KILL", "-f", f"process=qemu-{lab.plan.vm_name(node)}"], check=True)
 
 
-def test_switchover_moves_the_lun_under_a_writer_and_refuses_a_stale_target(lab: Lab):
+def test_switchover_moves_the_lun_under_a_writer(lab: Lab):
     active = status(lab)[1]["active_node"]
     other = peer_of(active)
     with AckedWriter(lab.plan, round_no=5) as writer:
@@ -163,21 +163,14 @@ def test_switchover_moves_the_lun_under_a_writer_and_refuses_a_stale_target(lab:
     assert writer.lost() == 0
     assert status(lab)[1]["active_node"] == other
     assert "cli-prefer" not in on(lab.plan, other, "cibadmin -Q -o constraints")  # the move is cleared
-    with Partition(node_pairs(lab.plan, active, other, roles=("replication",)), netns.NAMESPACE):
-        wait_for(lambda: "cs:Connected" not in on(lab.plan, other, "cat /proc/drbd"), 120)
-        refused = inside("-m", "orchestrator", "switchover", str(lab.plan.path), "--to", active)
-        assert refused.returncode == 1, refused.stdout + refused.stderr
-        assert "not Connected UpToDate/UpToDate" in refused.stderr and f"stays on {other}" in refused.stderr
-        assert holds_vip(lab, other)
-    fence_lifted(lab, other)
-    report(f"switchover refused, link healed: healthy {rerun_healthy(lab):.1f} s after the rerun")
+    report(f"switchover: healthy {wait_healthy(lab):.1f} s after it returned")
 
 
 def chap(lab: Lab) -> dict[str, str]:
     return {"name": lab.plan.chap_name, "secret": StateDir(lab.plan.state_dir, persist=False).secret("chap")}
 
 
-def test_a_cut_replication_link_outdates_the_peer_and_io_goes_on(lab: Lab):
+def test_a_cut_replication_link_outdates_the_peer_io_goes_on_and_no_switchover_to_it(lab: Lab):
     active = status(lab)[1]["active_node"]
     peer = peer_of(active)
     with AckedWriter(lab.plan, round_no=1) as writer:
@@ -188,6 +181,13 @@ def test_a_cut_replication_link_outdates_the_peer_and_io_goes_on(lab: Lab):
             report(f"replication cut: 5 more writes acked {time.monotonic() - began:.1f} s after the cut")
             assert holds_vip(lab, active) and not holds_vip(lab, peer)  # no failover
             assert f'value="{active}"' in on(lab.plan, active, "cibadmin -Q -o constraints")
+            # A switchover toward the outdated peer is refused with one line; nothing moves.
+            refused = inside("-m", "orchestrator", "switchover", str(lab.plan.path), "--to", peer)
+            assert refused.returncode == 1, refused.stdout + refused.stderr
+            assert (
+                "not Connected UpToDate/UpToDate" in refused.stderr and f"stays on {active}" in refused.stderr
+            )
+            assert holds_vip(lab, active)
         writer.wait_more(2, 60)
     assert writer.lost() == 0, f"{writer.lost()} of {len(writer.latest)} acknowledged blocks lost"
     fence_lifted(lab, active)  # DRBD reconnects by itself and resyncs

@@ -34,7 +34,6 @@ GUEST_SIDE = (
     "tests/unit/test_switchover.py",
     "tests/unit/test_status_",
     "tests/lab/test_boot.py",
-    "tests/lab/test_guest.py",
     "tests/lab/test_interlocks.py",
     "tests/lab/test_end_to_end.py",
     "tests/unit/test_appliance_mirror.py",  # apt sources as text, not files read

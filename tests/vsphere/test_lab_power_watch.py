@@ -2,7 +2,7 @@
 power-on answers the twin's pid (sim/lab_watch.go watches it), and once that
 process is gone the simulator reports the VM poweredOff, so the next run's
 vms stage powers it on. Here the twin is a plain process the stub hook starts;
-the test kills it as a crash would (tests/lab/test_crash_heal.py does it to a
+the test kills it as a crash would (tests/lab/test_end_to_end.py does it to a
 real qemu)."""
 
 import contextlib
