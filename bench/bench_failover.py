@@ -14,6 +14,7 @@ vsa-serve's start, the VIP up), then min / median / max and the blocks lost.
 Target (issue 13): <= 10 s with ha.manager = "pacemaker".
 
 Run as root: python3 bench/bench_failover.py [--kills 10] [--manager pacemaker|heartbeat]
+[--journals DIR]
 Exit 0 with the figures printed; 1 if a run fails.
 """
 
@@ -55,9 +56,14 @@ MANAGERS = ("pacemaker", "heartbeat")  # the lab plan's: pacemaker with the witn
 # Survivor journal lines (short-precise timestamps) that mark the takeover's steps.
 STEPS = {
     "membership": re.compile(r"A new membership .* was formed\. Members left"),
+    "DC elected": re.compile(r"State transition S_ELECTION -> S_INTEGRATION"),
     "serve start": re.compile(r"Initiating start operation vsa-serve_start_0|info: Running .*drbddisk"),
-    "DRBD primary": re.compile(r"block drbd1: role\( Secondary -> Primary \)"),
-    "VIP up": re.compile(r"Result of start operation for vsa-serve on \S+: ok|IPaddr2.*Success"),
+    "LUN peer lost": re.compile(r"drbd iscsi\.target\.0: (PingAck did not arrive|conn\( \S+ -> )"),
+    "peer outdated": re.compile(r"vsa-fence-peer: .*outdated|drbd-peer-outdater"),
+    "DRBD primary": re.compile(r"vsa-serve: start: DRBD primary|block drbd1: role\( Secondary -> Primary \)"),
+    "mounted": re.compile(r"vsa-serve: start: config volume mounted"),
+    "target": re.compile(r"vsa-serve: start: target started"),
+    "VIP up": re.compile(r"vsa-serve: start: VIP up|IPaddr2.*Success"),
 }
 
 
@@ -109,14 +115,19 @@ class FirstAck:
         )
 
 
-def survivor_steps(plan: Plan, survivor: str, killed_wall: float) -> dict[str, float]:
+def survivor_steps(
+    plan: Plan, survivor: str, killed_wall: float, keep: Path | None = None
+) -> dict[str, float]:
     """Seconds after the kill at which the survivor logged each takeover step (first match),
-    on the host's clock (the guest's offset measured around one SSH round trip)."""
+    on the host's clock (the guest's offset measured around one SSH round trip); the journal
+    since the kill is written to keep when given."""
     asked = time.time()
     guest_now = float(on(plan, survivor, "date +%s.%N"))
     offset = guest_now - (asked + time.time()) / 2
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(killed_wall + offset - 1))
     journal = on(plan, survivor, f"TZ=UTC journalctl -o short-unix --no-pager --since '{since} UTC'")
+    if keep is not None:
+        keep.write_text(journal)
     found: dict[str, float] = {}
     for line in journal.splitlines():
         stamp, _, text = line.partition(" ")
@@ -127,7 +138,7 @@ def survivor_steps(plan: Plan, survivor: str, killed_wall: float) -> dict[str, f
     return found
 
 
-def kill_round(plan_path: Path, lab_dir: Path, round_no: int) -> Kill:
+def kill_round(plan_path: Path, lab_dir: Path, round_no: int, journals: Path | None) -> Kill:
     plan = load_plan(plan_path)
     victim = active_node(plan)
     survivor = next(node.node for node in plan.storage_nodes if node.node != victim)
@@ -143,7 +154,8 @@ def kill_round(plan_path: Path, lab_dir: Path, round_no: int) -> Kill:
         writer.wait_more(2, 60)
     lost = writer.lost() + probes.lost()
     checked = len(writer.latest) + len(probes.acked)
-    steps = survivor_steps(plan, survivor, killed_wall)
+    keep = journals / f"kill-{round_no + 1}-{survivor}.log" if journals else None
+    steps = survivor_steps(plan, survivor, killed_wall, keep)
     console.log(f"[kill {round_no + 1}] {victim}: first write acknowledged {first_ack_s:.1f} s after SIGKILL")
     run_cli(str(plan_path), "--yes")  # powers the victim on; it resyncs and returns as standby
     healthy_s = wait_healthy(plan_path) - killed
@@ -178,6 +190,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--manager", choices=MANAGERS, default="pacemaker")
+    parser.add_argument("--journals", type=Path, help="folder for each survivor's journal since its kill")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (network namespace, taps)")
@@ -187,7 +200,9 @@ def main() -> int:
             plan_path = lab_up(lab_dir, say=lambda line: console.log(f"[lab] {line}"), manager=args.manager)
             seconds, _ = run_cli(str(plan_path), "--yes")
             console.log(f"applied in {seconds:.1f} s")
-            kills = [kill_round(plan_path, lab_dir, n) for n in range(args.kills)]
+            if args.journals:
+                args.journals.mkdir(parents=True, exist_ok=True)
+            kills = [kill_round(plan_path, lab_dir, n, args.journals) for n in range(args.kills)]
     except (BenchError, AssertionError, subprocess.SubprocessError, OSError) as err:
         console.print(f"benchmark run failed: {type(err).__name__}: {err}", markup=False)
         return 1

@@ -57,6 +57,8 @@ class Pacemaker:
         serve = render(
             "vsa-serve.j2",
             resources=layout.RESOURCES,
+            nodes=[node.node for node in plan.storage_nodes],
+            three_votes=plan.witness is not None,
             config=layout.CONFIG,
             mount=layout.CONFIG_MOUNT,
             fstype=layout.CONFIG_FSTYPE,
