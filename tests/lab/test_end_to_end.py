@@ -4,7 +4,8 @@ the LIO target in them, and the simulated hosts log in to the real LUN through
 the VIP (RescanHba does a real iSCSI login with the adapter's CHAP).
 
 One lab for the module, in test order: dry run from empty, apply, a no-op
-rerun, CHAP drift on an adapter; the guest stage alone (--only guest) adopting
+rerun, CHAP drift on an adapter, the lab hook's probe refusing a wrong secret
+or a silent portal; the guest stage alone (--only guest) adopting
 the deployed secrets into a lost state folder and healing drift in a node's
 files, DRBD connection and LIO target; then the crash heals of issue 9: the serving
 node's qemu SIGKILLed outside the simulator under a writer (the simulator
@@ -12,7 +13,8 @@ reports the VM poweredOff, as ESXi does once the VMX is gone; the peer serves
 every acknowledged block; one rerun powers it on), the serving guest frozen
 with the qemu monitor's `stop` (the dry run shows the reset; the run resets
 it), the standby frozen while the active node does not serve (refused with one
-line, no reset); last, lab up/down. The CLI runs inside the lab namespace, as
+line, no reset); last, lab up twice, and down leaving nothing running or
+listening. The CLI runs inside the lab namespace, as
 the README says.
 """
 
@@ -22,6 +24,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.cli import main
 from orchestrator.guest.render import lun_serial
 from orchestrator.lab import commands, netns
 from orchestrator.lab.qemu import monitor, qemu_pid
@@ -122,16 +126,10 @@ def errors(result: subprocess.CompletedProcess) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
-def reported_naa(lab: Lab) -> str:
-    """The NAA the LUN itself reports on VPD page 0x83, read with a real login through the VIP."""
-    plan = lab.plan
-    secret = (plan.state_dir / "secrets" / "chap").read_text().strip()
-    request = {
-        "address": str(plan.network.vip),
-        "port": 3260,
-        "chap": {"name": plan.chap_name, "secret": secret},
-    }
-    probe = subprocess.run(
+def hook_probe(lab: Lab, address: str, chap: dict | None) -> tuple[int, str, str]:
+    """The simulator's call: the lab hook's probe verb, run inside the lab namespace."""
+    request = {"address": address, "port": ISCSI_PORT, "chap": chap}
+    result = subprocess.run(
         [
             *netns.exec_prefix(),
             sys.executable,
@@ -147,8 +145,24 @@ def reported_naa(lab: Lab) -> str:
         check=False,
         cwd=REPO,
     )
-    assert probe.returncode == 0, probe.stderr
-    [lun] = json.loads(probe.stdout)["luns"]
+    return result.returncode, result.stdout, result.stderr
+
+
+def running(pid: int) -> bool:
+    """Whether the process exists and is no zombie (a killed daemon waits for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def reported_naa(lab: Lab) -> str:
+    """The NAA the LUN itself reports on VPD page 0x83, read with a real login through the VIP."""
+    plan = lab.plan
+    secret = (plan.state_dir / "secrets" / "chap").read_text().strip()
+    code, out, err = hook_probe(lab, str(plan.network.vip), {"name": plan.chap_name, "secret": secret})
+    assert code == 0, err
+    [lun] = json.loads(out)["luns"]
     assert lun["iqn"] == plan.iqn and lun["capacity_bytes"] == plan.storage_vm.data_disk_gb * 2**30
     return lun["naa"]
 
@@ -225,6 +239,21 @@ def test_a_wrong_chap_secret_on_an_adapter_is_healed(lab: Lab):
     assert healed.returncode == 0, healed.stdout + healed.stderr
     assert sim_view(lab, "show")["esx2.lab.local"]["luns"] == [naa]
     assert status(lab)[0] == 0
+
+
+def test_the_hook_probe_refuses_a_wrong_secret_and_a_silent_portal(lab: Lab):
+    """The simulator's RescanHba call (the lab hook's probe verb) on the real target: a
+    wrong secret, no CHAP, or a portal nobody answers gives no LUN, and never the secret."""
+    secret = StateDir(lab.plan.state_dir, persist=False).secret("chap")
+    vip = str(lab.plan.network.vip)
+    for address, chap in (
+        (vip, {"name": lab.plan.chap_name, "secret": "not-" + secret}),
+        (vip, None),
+        ("10.11.55.99", {"name": lab.plan.chap_name, "secret": secret}),
+    ):
+        code, out, err = hook_probe(lab, address, chap)
+        assert (code, out) == (1, "") and secret not in err, (address, err)
+    assert "Authentication failure" in hook_probe(lab, vip, {"name": lab.plan.chap_name, "secret": "x"})[2]
 
 
 def test_a_lost_state_folder_adopts_the_deployed_secrets(lab: Lab):
@@ -365,11 +394,21 @@ def test_a_frozen_standby_is_not_reset_while_the_active_node_does_not_serve(lab:
         monitor(lab.vm_folder(standby), "cont")
 
 
-def test_lab_up_twice_is_harmless_and_down_then_up_works(lab: Lab):
-    pid = (lab.folder / "sim.pid").read_text()
+def test_lab_up_twice_is_harmless_and_down_leaves_nothing_running_or_listening(lab: Lab):
+    pid = int((lab.folder / "sim.pid").read_text())
     assert commands.lab_up(lab.folder) == lab.plan.path
-    assert (lab.folder / "sim.pid").read_text() == pid
+    assert int((lab.folder / "sim.pid").read_text()) == pid
+    qemus = [qemu_pid(vm) for vm in sorted((lab.folder / "vms").iterdir())]
+    assert all(qemus) and len(qemus) == 2
+    port = json.loads((lab.folder / "sim.json").read_text())["port"]
     commands.lab_down(lab.folder)
+    assert not running(pid) and not any(running(q) for q in qemus if q)
     assert not netns.exists()
+    with socket.socket() as probe:  # nor on the root namespace's loopback
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    # down, then up again: a fresh lab; `lab status` says which.
     assert commands.lab_up(lab.folder) == lab.plan.path
-    assert (lab.folder / "sim.pid").read_text() != pid
+    assert int((lab.folder / "sim.pid").read_text()) != pid
+    assert main(["lab", "status", "--dir", str(lab.folder)]) == 0
+    commands.lab_down(lab.folder)
+    assert main(["lab", "status", "--dir", str(lab.folder)]) == 2

@@ -1,5 +1,5 @@
 """CLI behaviours around a run (stage selection, JSON result, the run log). The lab
-commands need the lab namespace and real VMs: tests/lab/test_lab_mode.py."""
+commands need the lab namespace and real VMs: tests/lab/test_end_to_end.py."""
 
 import json
 import os
