@@ -55,7 +55,7 @@ def test_pacemaker_without_a_witness_or_two_node_is_refused_at_its_line(plan_tex
 
 
 def test_pacemaker_failover_bound_drives_the_initiator_timeout(plan):
-    assert (plan.failover_s, plan.recovery_timeout) == (10, 20)
+    assert (plan.failover_s, plan.recovery_timeout) == (25, 35)
     assert "Pacemaker" in plan.failover_reason
 
 
