@@ -147,6 +147,19 @@ def test_split_brain_is_reported_never_resolved():
     assert f"drbdadm connect --discard-my-data {layout.LUN.name}" in problem.message
 
 
+def test_a_pair_running_the_other_manager_is_refused_never_switched():
+    """A heartbeat pair under a pacemaker plan (or the reverse) gets one line per node naming the
+    manual steps, and nothing else: two managers must never drive the same DRBD."""
+    node1, node2 = healthy("node1", True), healthy("node2", False)
+    node2.services = replace(node2.services, enabled=frozenset({"drbd", "corosync", "pacemaker"}))
+    changes, problems = diff(PLAN, DESIRED, {"node1": node1, "node2": node2})
+    assert changes == []
+    [problem] = problems
+    assert problem.resource == "node node2"
+    assert "runs corosync pacemaker, but the plan's [ha] manager is 'heartbeat'" in problem.message
+    assert "on both nodes `systemctl disable --now corosync pacemaker`, then rerun" in problem.message
+
+
 def test_a_plain_disconnect_is_reconnected():
     node2 = healthy("node2", False)
     node2.drbd = {
