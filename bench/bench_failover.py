@@ -54,16 +54,17 @@ PROBE_BASE = 2048 * MIB  # clear of the writer's regions
 OUTAGE_LIMIT_S = 120.0
 MANAGERS = ("pacemaker", "heartbeat")  # the lab plan's: pacemaker with the witness VM on the third host
 # Survivor journal lines (short-precise timestamps) that mark the takeover's steps.
+SERVE = r"vsa-serve(\[\d+\])?: start: "  # syslog tags carry the pid: vsa-serve[982]
 STEPS = {
     "membership": re.compile(r"A new membership .* was formed\. Members left"),
     "DC elected": re.compile(r"State transition S_ELECTION -> S_INTEGRATION"),
     "serve start": re.compile(r"Initiating start operation vsa-serve_start_0|info: Running .*drbddisk"),
     "LUN peer lost": re.compile(r"drbd iscsi\.target\.0: (PingAck did not arrive|conn\( \S+ -> )"),
-    "peer outdated": re.compile(r"vsa-fence-peer: .*outdated|drbd-peer-outdater"),
-    "DRBD primary": re.compile(r"vsa-serve: start: DRBD primary|block drbd1: role\( Secondary -> Primary \)"),
-    "mounted": re.compile(r"vsa-serve: start: config volume mounted"),
-    "target": re.compile(r"vsa-serve: start: target started"),
-    "VIP up": re.compile(r"vsa-serve: start: VIP up|IPaddr2.*Success"),
+    "peer outdated": re.compile(r"vsa-fence-peer(\[\d+\])?: .*outdated|drbd-peer-outdater"),
+    "DRBD primary": re.compile(SERVE + r"DRBD primary|block drbd1: role\( Secondary -> Primary \)"),
+    "mounted": re.compile(SERVE + "config volume mounted"),
+    "target": re.compile(SERVE + "target started"),
+    "VIP up": re.compile(SERVE + r"VIP up|IPaddr2.*Success"),
 }
 
 

@@ -1,0 +1,134 @@
+"""The appliance's vsa-target script (orchestrator/guest/files/vsa-target) on a directory
+shaped like LIO's configfs: what `status` accepts as running, and how the APTPL
+registrations LIO saved go back into a new backstore. The real configfs is
+exercised by every lab test that serves the LUN."""
+
+import importlib.machinery
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "orchestrator/guest/files/vsa-target"
+IQN = "iqn.2024-01.lab.vsa:lun0"
+SPEC = {
+    "iqn": IQN,
+    "device": "/dev/drbd1",
+    "serial": "5f1c0a",
+    "chap": {"userid": "site", "password": "s3cret"},
+}
+# Two registrations as LIO writes them (core_scsi3_update_aptpl_buf), the first holding the reservation.
+APTPL = """PR_REG_START: 0
+initiator_fabric=iSCSI
+initiator_node=iqn.1998-01.com.vmware:esx1
+sa_res_key=11
+res_holder=1
+res_type=05
+mapped_lun=0
+target_lun=0
+PR_REG_END: 0
+PR_REG_START: 1
+initiator_fabric=iSCSI
+initiator_node=iqn.1998-01.com.vmware:esx2
+sa_res_key=22
+res_holder=0
+mapped_lun=0
+target_lun=0
+PR_REG_END: 1
+"""
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> ModuleType:
+    loader = importlib.machinery.SourceFileLoader("vsa_target", str(SCRIPT))
+    spec = importlib.util.spec_from_loader("vsa_target", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    module.CONFIGFS = str(tmp_path / "target")
+    module.STORAGE = f"{module.CONFIGFS}/core/iblock_0/vsa-lun0"
+    module.DEFINITION = str(tmp_path / "vsa-target.json")
+    module.RESERVATIONS = str(tmp_path / "lio/pr")
+    Path(module.DEFINITION).write_text(json.dumps(SPEC))
+    return module
+
+
+def running_tree(script: ModuleType) -> Path:
+    """A target as `start` leaves it: backstore with device and serial, an enabled TPG with LUN 0
+    linked to it (beside the attribute files configfs puts there) and CHAP set."""
+    storage = Path(script.STORAGE)
+    (storage / "wwn").mkdir(parents=True)
+    (storage / "udev_path").write_text("/dev/drbd1\n")
+    (storage / "wwn/vpd_unit_serial").write_text("T10 VPD Unit Serial Number: 5f1c0a\n")
+    tpg = Path(script.tpg_path(IQN))
+    for folder in ("lun/lun_0/statistics", "attrib", "auth"):
+        (tpg / folder).mkdir(parents=True)
+    (tpg / "lun/lun_0/alua_tg_pt_gp").write_text("default_tg_pt_gp\n")
+    (tpg / "lun/lun_0/vsa-lun0").symlink_to(storage)
+    (tpg / "enable").write_text("1\n")
+    (tpg / "attrib/authentication").write_text("1\n")
+    (tpg / "auth/userid").write_text("site\n")
+    (tpg / "auth/password").write_text("s3cret\n")
+    return tpg
+
+
+def test_status_accepts_the_target_as_defined(script: ModuleType) -> None:
+    running_tree(script)
+    assert script.running()
+
+
+@pytest.mark.parametrize(
+    ("file", "value"),
+    [
+        ("tpg:enable", "0"),
+        ("tpg:auth/password", "old"),
+        ("tpg:attrib/authentication", "0"),
+        ("storage:udev_path", "/dev/drbd0"),
+        ("storage:wwn/vpd_unit_serial", "T10 VPD Unit Serial Number: 000000"),
+    ],
+)
+def test_status_refuses_a_target_that_differs_from_its_definition(
+    script: ModuleType, file: str, value: str
+) -> None:
+    tpg = running_tree(script)
+    where, _, name = file.partition(":")
+    (tpg if where == "tpg" else Path(script.STORAGE)).joinpath(name).write_text(value + "\n")
+    assert not script.running()
+
+
+def test_status_without_the_config_volume_or_the_lun_is_stopped(script: ModuleType) -> None:
+    tpg = running_tree(script)
+    (tpg / "lun/lun_0/vsa-lun0").unlink()
+    assert not script.running()
+    Path(script.DEFINITION).unlink()
+    assert not script.running()
+
+
+def test_saved_registrations_go_back_one_line_each(script: ModuleType, monkeypatch) -> None:
+    Path(script.RESERVATIONS).mkdir(parents=True)
+    Path(script.RESERVATIONS, "aptpl_5f1c0a").write_text(APTPL)
+    written: list[tuple[str, str]] = []
+    monkeypatch.setattr(script, "write", lambda path, value: written.append((path, value)))
+    script.restore_reservations("5f1c0a")
+    metadata = f"{script.STORAGE}/pr/res_aptpl_metadata"
+    assert written == [
+        (
+            metadata,
+            "initiator_fabric=iSCSI,initiator_node=iqn.1998-01.com.vmware:esx1,sa_res_key=11,"
+            "res_holder=1,res_type=05,mapped_lun=0,target_lun=0",
+        ),
+        (
+            metadata,
+            "initiator_fabric=iSCSI,initiator_node=iqn.1998-01.com.vmware:esx2,sa_res_key=22,"
+            "res_holder=0,mapped_lun=0,target_lun=0",
+        ),
+    ]
+
+
+def test_no_saved_registrations_write_nothing(script: ModuleType, monkeypatch) -> None:
+    written: list[str] = []
+    monkeypatch.setattr(script, "write", lambda path, value: written.append(path))
+    script.restore_reservations("5f1c0a")
+    assert written == []
