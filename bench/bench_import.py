@@ -58,7 +58,7 @@ def run(ova: Path) -> int:
         try:
             plan = work / "lab" / "lab.toml"
             plan.parent.mkdir()
-            write_lab_plan(sim.info, plan, ova)
+            write_lab_plan(sim.info, plan, ova, "heartbeat")
             sim.info.reset_calls()
             code, seconds, output = quiet_main([str(plan), "--yes", "--only", "vms"])
             if code != 0:

@@ -79,7 +79,7 @@ def bench_inventory(label: str, extra_vms: int, workdir: Path) -> Result:
         sim = start_simulator(workdir / "sim", extra_vms=extra_vms)
         plan = workdir / "lab" / "lab.toml"
         plan.parent.mkdir(parents=True)
-        write_lab_plan(sim.info, plan)
+        write_lab_plan(sim.info, plan, None, "heartbeat")
         serve_portal(sim.info, plan)
 
         sim.info.reset_calls()

@@ -207,7 +207,7 @@ class Ha(_Section):
     """The cluster manager and its timings. heartbeat's keys (keepalive ..
     auto_failback) are read only with manager = "heartbeat"."""
 
-    manager: Literal["heartbeat", "pacemaker"] = "heartbeat"
+    manager: Literal["heartbeat", "pacemaker"] = "pacemaker"
     # Pacemaker/Corosync with two votes: no quorum can tell a dead peer from a cut-off one.
     two_node: bool = False
     keepalive: PositiveInt = 1
@@ -661,7 +661,7 @@ def _votes(plan: Plan) -> list[tuple[Loc, str]]:
         "Pacemaker on two storage nodes has two votes, so a node cut off from its peer cannot tell it "
         'from a dead one: give a third host the witness VM, witness = { datastore = "...", '
         'iscsi_ip = "..." } in its [[hosts]] entry, or set ha.two_node = true to run with two votes '
-        "(warned on every run and in status)"
+        '(warned on every run and in status), or keep the original recipe: ha.manager = "heartbeat"'
     )
     return [(("ha", "manager"), message)]
 

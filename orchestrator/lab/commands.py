@@ -34,6 +34,7 @@ from orchestrator.lab.simulator import REPO, LabError, SimInfo, start_simulator,
 from orchestrator.output import error_line, make_console
 from orchestrator.state import new_ed25519_key
 
+MANAGERS = ("pacemaker", "heartbeat")  # ha.manager values; the lab plan's default first
 DEFAULT_DIR = Path(os.environ.get("VSA_LAB_DIR", Path.home() / ".cache" / "vsa-orchestrate" / "lab"))
 
 
@@ -41,11 +42,17 @@ def lab_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="vsa-orchestrate lab", description="the embedded lab")
     parser.add_argument("action", choices=["up", "down", "status", "failover"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"lab folder (default {DEFAULT_DIR})")
+    parser.add_argument(
+        "--manager",
+        choices=MANAGERS,
+        default="pacemaker",
+        help="the lab plan's cluster manager (default pacemaker, with the witness VM on the third host)",
+    )
     args = parser.parse_args(argv)
     console, errors = make_console(), make_console(stderr=True)
     try:
         if args.action == "up":
-            plan = lab_up(args.dir, say=console.print)
+            plan = lab_up(args.dir, say=console.print, manager=args.manager)
             console.print(f"lab is up; plan: {plan}")
             console.print(f"next: {' '.join(netns.exec_prefix())} vsa-orchestrate {plan} --yes")
         elif args.action == "down":
@@ -85,7 +92,7 @@ def _failover(lab_dir: Path, console) -> int:
     return 0
 
 
-def lab_up(lab_dir: Path, say=print, manager: str = "heartbeat") -> Path:
+def lab_up(lab_dir: Path, say=print, manager: str = "pacemaker") -> Path:
     """Start the lab unless it is already running; return the lab plan's path."""
     lab_dir = lab_dir.resolve()
     lab_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -118,9 +125,7 @@ def lab_up(lab_dir: Path, say=print, manager: str = "heartbeat") -> Path:
     return plan_path
 
 
-def write_lab_plan(
-    info: SimInfo, plan_path: Path, ova: Path | None = None, manager: str = "heartbeat"
-) -> None:
+def write_lab_plan(info: SimInfo, plan_path: Path, ova: Path | None, manager: str) -> None:
     """The lab plan and its password file (0600), beside each other; the storage
     VMs are imported from `ova` (without one: cloned from the simulator's template)."""
     password_file = plan_path.with_name("vsphere-password")

@@ -52,6 +52,9 @@ vip = "10.11.55.50"
 replication_portgroup = "VSA-Replication"
 replication_prefix = 24
 
+[ha]
+manager = "heartbeat"   # these plans' pairs run the original recipe (tests/lab/test_pacemaker.py: the other)
+
 [storage_vm]
 source = { template = "vsa-appliance" }
 memory_mb = 1024

@@ -67,7 +67,7 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, appliance, _lab_host) -> Iterator[Lab]:
     folder = tmp_path_factory.mktemp("end-to-end") / "lab"
-    plan_path = commands.lab_up(folder)
+    plan_path = commands.lab_up(folder, manager="heartbeat")
     try:
         yield Lab(folder, load_plan(plan_path))
     finally:
@@ -396,7 +396,7 @@ def test_a_frozen_standby_is_not_reset_while_the_active_node_does_not_serve(lab:
 
 def test_lab_up_twice_is_harmless_and_down_leaves_nothing_running_or_listening(lab: Lab):
     pid = int((lab.folder / "sim.pid").read_text())
-    assert commands.lab_up(lab.folder) == lab.plan.path
+    assert commands.lab_up(lab.folder, manager="heartbeat") == lab.plan.path
     assert int((lab.folder / "sim.pid").read_text()) == pid
     qemus = [qemu_pid(vm) for vm in sorted((lab.folder / "vms").iterdir())]
     assert all(qemus) and len(qemus) == 2
@@ -407,7 +407,7 @@ def test_lab_up_twice_is_harmless_and_down_leaves_nothing_running_or_listening(l
     with socket.socket() as probe:  # nor on the root namespace's loopback
         assert probe.connect_ex(("127.0.0.1", port)) != 0
     # down, then up again: a fresh lab; `lab status` says which.
-    assert commands.lab_up(lab.folder) == lab.plan.path
+    assert commands.lab_up(lab.folder, manager="heartbeat") == lab.plan.path
     assert int((lab.folder / "sim.pid").read_text()) != pid
     assert main(["lab", "status", "--dir", str(lab.folder)]) == 0
     commands.lab_down(lab.folder)

@@ -134,7 +134,7 @@ def test_lab_up_prints_an_appliance_fault_as_one_error_line(
 
     fault = "appliance build: bootloader: /usr/lib/syslinux/mbr/mbr.bin is missing; apt-get install x"
 
-    def failing_lab_up(lab_dir: Path, say=print) -> Path:
+    def failing_lab_up(lab_dir: Path, say=print, manager: str = "pacemaker") -> Path:
         raise ApplianceError(fault)
 
     monkeypatch.setattr(commands, "lab_up", failing_lab_up)

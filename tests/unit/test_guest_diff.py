@@ -3,7 +3,9 @@
 which operations run in which order; and its operations as data."""
 
 import json
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 from orchestrator.changes import Change
 from orchestrator.guest import layout
@@ -46,6 +48,12 @@ RUNNING = Services(
 CONNECTED = {
     r.minor: DrbdState("Connected", "Secondary/Secondary", "UpToDate/UpToDate", 0) for r in layout.RESOURCES
 }
+
+
+def write_variant(text: str) -> Path:
+    path = Path(tempfile.mkdtemp()) / "plan.toml"
+    path.write_text(text)
+    return path
 
 
 def kinds(change: Change) -> list[type]:
@@ -157,7 +165,21 @@ def test_a_pair_running_the_other_manager_is_refused_never_switched():
     [problem] = problems
     assert problem.resource == "node node2"
     assert "runs corosync pacemaker, but the plan's [ha] manager is 'heartbeat'" in problem.message
+    assert 'keep the one it runs, [ha] manager = "pacemaker", or switch by hand' in problem.message
     assert "on both nodes `systemctl disable --now corosync pacemaker`, then rerun" in problem.message
+
+
+def test_a_heartbeat_pair_under_the_pacemaker_default_is_told_how_to_keep_heartbeat():
+    text = EXAMPLE_PLAN.read_text().replace('manager = "heartbeat"', "two_node = true")
+    plan = load_plan(write_variant(text))
+    assert plan.ha.manager == "pacemaker"
+    pair = {"node1": healthy("node1", True), "node2": healthy("node2", False)}
+    changes, problems = diff(plan, DESIRED, pair)
+    assert changes == []
+    assert [problem.resource for problem in problems] == ["node node1", "node node2"]
+    message = problems[0].message
+    assert "runs heartbeat, but the plan's [ha] manager is 'pacemaker' (the default when" in message
+    assert 'keep the one it runs, [ha] manager = "heartbeat"' in message
 
 
 def test_a_plain_disconnect_is_reconnected():

@@ -38,6 +38,8 @@ def plan(plan_text, write_plan):
 
 
 def with_ha(text: str, ha: str) -> str:
+    """The plan text with these [ha] keys (its own `manager = "heartbeat"` line dropped)."""
+    text = edit(text, 'manager = "heartbeat"\n', "") if 'manager = "heartbeat"' in text else text
     return edit(text, "[target]", f"{ha}\n[target]") if "[ha]" not in text else edit(text, "[ha]", ha.strip())
 
 
@@ -52,6 +54,16 @@ def test_pacemaker_without_a_witness_or_two_node_is_refused_at_its_line(plan_tex
     assert issue.key == "ha.manager"
     assert path.read_text().splitlines()[issue.line - 1].startswith("manager")
     assert "ha.two_node = true" in issue.message and "witness" in issue.message
+
+
+def test_a_plan_naming_no_manager_is_pacemaker_and_two_hosts_are_told_every_way_out(plan_text, write_plan):
+    path = write_plan(edit(plan_text, 'manager = "heartbeat"\n', ""))
+    with pytest.raises(PlanError) as caught:
+        load_plan(path)
+    [issue] = caught.value.issues
+    assert issue.key == "ha.manager"
+    for way_out in ("witness = {", "ha.two_node = true", 'ha.manager = "heartbeat"'):
+        assert way_out in issue.message
 
 
 def test_pacemaker_failover_bound_drives_the_initiator_timeout(plan):

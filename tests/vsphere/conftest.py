@@ -183,7 +183,7 @@ def running_site(
     sim = start_simulator(tmp_path / "sim", api_type=api_type, lab_hook=lab_hook, extra_args=sim_args)
     plan = tmp_path / "lab" / "lab.toml"
     plan.parent.mkdir()
-    write_lab_plan(sim.info, plan, ova)
+    write_lab_plan(sim.info, plan, ova, "heartbeat")
     if not lab_hook:
         serve_portal(sim.info, plan)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

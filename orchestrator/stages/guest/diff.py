@@ -172,13 +172,16 @@ def _manager_problems(plan: Plan, facts: dict[str, NodeFacts]) -> list[Problem]:
         if not other:
             continue
         units = " ".join(other)
+        running = "heartbeat" if "heartbeat" in other else "pacemaker"
+        default = " (the default when [ha] names none)" if wanted.name == "pacemaker" else ""
         problems.append(
             Problem(
                 STAGE,
                 f"node {node}",
-                f"runs {units}, but the plan's [ha] manager is {wanted.name!r}; a serving pair is not "
-                f"switched between managers: keep the manager it runs, or switch by hand (the LUN is "
-                f"unserved meanwhile): on both nodes `systemctl disable --now {units}`, then rerun",
+                f"runs {units}, but the plan's [ha] manager is {wanted.name!r}{default}; a serving pair "
+                f"is not switched between managers: keep the one it "
+                f'runs, [ha] manager = "{running}", or switch by hand (the LUN is unserved meanwhile): '
+                f"on both nodes `systemctl disable --now {units}`, then rerun",
             )
         )
     return problems
