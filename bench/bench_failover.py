@@ -42,7 +42,7 @@ from bench_lab import BenchError, console, lab, run_cli, wait_healthy  # noqa: E
 from rich.table import Table  # noqa: E402
 
 from orchestrator.lab import netns  # noqa: E402
-from orchestrator.lab.commands import lab_up  # noqa: E402
+from orchestrator.lab.commands import MANAGERS, lab_up  # noqa: E402
 from orchestrator.lab.qemu import qemu_pid  # noqa: E402
 from orchestrator.plan import Plan, load_plan  # noqa: E402
 from tests.lab.acked_writes import BLOCK, MIB, AckedWriter  # noqa: E402
@@ -52,7 +52,6 @@ TARGET_S = 10.0
 PROBE_EVERY_S = 0.25
 PROBE_BASE = 2048 * MIB  # clear of the writer's regions
 OUTAGE_LIMIT_S = 120.0
-MANAGERS = ("pacemaker", "heartbeat")  # the lab plan's: pacemaker with the witness VM on the third host
 # Survivor journal lines (short-precise timestamps) that mark the takeover's steps.
 SERVE = r"vsa-serve(\[\d+\])?: start: "  # syslog tags carry the pid: vsa-serve[982]
 STEPS = {
@@ -190,7 +189,7 @@ def table(kills: list[Kill], manager: str) -> Table:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=10)
-    parser.add_argument("--manager", choices=MANAGERS, default="pacemaker")
+    parser.add_argument("--manager", choices=MANAGERS, default=MANAGERS[0])
     parser.add_argument("--journals", type=Path, help="folder for each survivor's journal since its kill")
     args = parser.parse_args()
     if os.geteuid() != 0:

@@ -45,7 +45,7 @@ def lab_main(argv: list[str]) -> int:
     parser.add_argument(
         "--manager",
         choices=MANAGERS,
-        default="pacemaker",
+        default=MANAGERS[0],
         help="the lab plan's cluster manager (default pacemaker, with the witness VM on the third host)",
     )
     args = parser.parse_args(argv)
@@ -92,7 +92,7 @@ def _failover(lab_dir: Path, console) -> int:
     return 0
 
 
-def lab_up(lab_dir: Path, say=print, manager: str = "pacemaker") -> Path:
+def lab_up(lab_dir: Path, say=print, manager: str = MANAGERS[0]) -> Path:
     """Start the lab unless it is already running; return the lab plan's path."""
     lab_dir = lab_dir.resolve()
     lab_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -13,9 +13,7 @@ _ENV = Environment(
 )
 
 
-def lab_plan_text(
-    info: SimInfo, password_file: str, ssh_key: str, ova: Path | None = None, manager: str = "pacemaker"
-) -> str:
+def lab_plan_text(info: SimInfo, password_file: str, ssh_key: str, ova: Path | None, manager: str) -> str:
     """The lab plan; its storage VMs come from `ova` (imported), or without one from
     the simulator's template (cloned). With manager = "pacemaker" the third host
     carries the witness."""

@@ -186,7 +186,7 @@ def test_the_lab_plan_carries_the_witness_only_with_pacemaker(manager, tmp_path)
     (tmp_path / "pw").write_text("p\n")
     (tmp_path / "key.pub").write_text("ssh-ed25519 AAAA lab\n")
     path = tmp_path / "lab.toml"
-    path.write_text(lab_plan_text(info, "pw", "key", manager=manager))
+    path.write_text(lab_plan_text(info, "pw", "key", None, manager))
     plan = load_plan(path)
     assert plan.ha.manager == manager
     assert (plan.witness is not None) == (manager == "pacemaker")
