@@ -90,11 +90,14 @@ def three_votes(plan_text) -> str:
     return with_ha(plan_text, PACEMAKER) + THIRD_HOST + WITNESS
 
 
-def test_a_connection_to_a_peer_that_left_the_membership_is_dropped_before_promoting(tmp_path, three_votes):
+def test_a_connection_to_a_peer_that_left_the_membership_is_dropped_then_listened_on_again(
+    tmp_path, three_votes
+):
     calls = start(tmp_path, three_votes, members="node1 witness", peer_connected=True)
     assert calls[0] == "exit 0"
     for resource in RESOURCES:
         assert [c for c in calls if c.endswith(resource)] == [
+            f"primary {resource}",
             f"disconnect {resource}",
             f"primary {resource}",
             f"connect {resource}",
