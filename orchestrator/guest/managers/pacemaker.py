@@ -23,12 +23,10 @@ CIB_FILE = "/etc/vsa-orchestrate/cib.xml"
 SERVE = "vsa-serve"  # the primitive's id
 FENCED_FLAG = f"{layout.SPLIT_BRAIN_DIR}/fenced"  # set by fence-peer where it outdated the peer
 AUTHKEY_HEX_BYTES = 128  # knet wants 1024 bits at least
-# DRBD declares a dead peer lost within ~3 s even on an idle resource (ping-int + ping-timeout),
-# not 10.5 s: the survivor cannot promote before both resources let the peer go, and Pacemaker
-# starts vsa-serve ~4 s after a death in the lab, so neither resource is waited for then.
-# (drbd.conf: timeout, in tenths, below ping-int and connect-int; a slow write only
-# expels the peer after ko-count timeouts.)
-PEER_LOST = {"timeout": "15", "ping-int": "2", "ping-timeout": "10", "connect-int": "5"}
+# DRBD declares a dead peer lost within ~3 s with writes in flight (timeout, tenths) and
+# within ~5 s when idle (ping-int + ping-timeout), not 6 and 10.5 s: the survivor cannot
+# promote before both resources let the peer go. (drbd.conf: timeout < ping-int and connect-int.)
+PEER_LOST = {"timeout": "30", "ping-int": "4", "ping-timeout": "10", "connect-int": "5"}
 
 
 def authkey(secret: str) -> str:
