@@ -3,6 +3,7 @@ phases for it, and its fence-peer handler run against stand-ins for crm_node
 and cibadmin (the boundary; the real ones run in tests/lab)."""
 
 import os
+import re
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -81,6 +82,15 @@ def test_pacemaker_files_replace_heartbeats(plan):
     drbd = files["/etc/drbd.d/iscsi.target.0.res"].content
     assert "fencing resource-and-stonith;" in drbd
     assert f'fence-peer "{pacemaker.FENCE_PEER}";' in drbd and "drbd-peer-outdater" not in drbd
+
+
+def test_drbd_timeouts_keep_drbd_confs_rule_and_let_an_idle_dead_peer_go_within_five_seconds(plan):
+    drbd = node_files(plan, SECRETS, DEVICES)["/etc/drbd.d/iscsi.config.res"].content
+    net = dict(re.findall(r"^\s*(timeout|ping-int|ping-timeout|connect-int) (\d+);", drbd, re.M))
+    timeout_s, ping_timeout_s = int(net["timeout"]) / 10, int(net["ping-timeout"]) / 10
+    # drbd.conf(5): timeout must be lower than ping-int and connect-int, or drbdadm refuses it.
+    assert timeout_s < int(net["ping-int"]) and timeout_s < int(net["connect-int"])
+    assert int(net["ping-int"]) + ping_timeout_s <= 5
 
 
 def test_corosync_lists_each_node_on_its_iscsi_address_and_two_node_only_when_asked(
