@@ -177,15 +177,16 @@ class Services:
     target_running: bool
     dopd_ready: bool
     quorate: bool | None = None  # Pacemaker's view (crm_node -q); None where it does not run
-    cib_loaded: bool = False  # our vsa-serve resource is in Pacemaker's CIB
+    cib_loaded: bool = False  # our vsa-serve resource (and the witness ban, if any) is in Pacemaker's CIB
 
 
 class ServicesFact:
     """The cluster managers' units and DRBD's, the config volume, the VIP, the target,
     dopd's helper permissions and, where Pacemaker runs, quorum and our CIB resource."""
 
-    def __init__(self, vip: str):
+    def __init__(self, vip: str, witness_ban: str | None = None):
         self.vip = vip
+        self.witness_ban = witness_ban  # the constraint our CIB also holds, when there is a witness
 
     @property
     def command(self) -> str:
@@ -199,9 +200,15 @@ class ServicesFact:
             "$(stat -c %a:%G /usr/sbin/drbdmeta /lib/drbd/drbdsetup-84 | sort -u | tr '\\n' ' '); "
             "if systemctl -q is-active pacemaker; then "
             "echo quorate $(crm_node -q 2>/dev/null); "
-            "echo cib_loaded $(cibadmin -Q --xpath \"//primitive[@id='vsa-serve']\" >/dev/null 2>&1 "
-            "&& echo yes || echo no); fi"
+            f"echo cib_loaded $({self._loaded_probe} && echo yes || echo no); fi"
         )
+
+    @property
+    def _loaded_probe(self) -> str:
+        queries = ["//primitive[@id='vsa-serve']"]
+        if self.witness_ban:
+            queries.append(f"//rsc_location[@id='{self.witness_ban}']")
+        return " && ".join(f'cibadmin -Q --xpath "{query}" >/dev/null 2>&1' for query in queries)
 
     def process(self, output: str) -> Services:
         units: dict[str, dict[str, str]] = {}  # `systemctl show`: one block of KEY=value per unit

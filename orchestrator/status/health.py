@@ -66,6 +66,11 @@ def witness_findings(witness: WitnessView | None) -> list[str]:
         return [f"{who}: unreachable ({witness.error}){lost}"]
     if not witness.corosync_running:
         return [f"{who}: corosync is not running{lost}"]
+    if not witness.pacemaker_running:
+        return [
+            f"{who}: pacemaker is not running, so the witness holds no copy of the CIB: a node "
+            "outdated while the other was cut off could serve its stale copy; rerun the plan"
+        ]
     return []
 
 

@@ -76,7 +76,7 @@ class NodeView:
 
 @dataclass
 class WitnessView:
-    """The witness VM: a Corosync member only (the third vote)."""
+    """The witness VM: a Corosync member (the third vote) whose Pacemaker holds a copy of the CIB."""
 
     node: str
     vm: str
@@ -87,6 +87,7 @@ class WitnessView:
     reachable: bool = False
     error: str | None = None
     corosync_running: bool | None = None
+    pacemaker_running: bool | None = None
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrator.guest import layout
 from orchestrator.guest.facts import ServicesFact, SplitBrainMarkers, script, split
-from orchestrator.guest.managers import ClusterManager, manager_for
+from orchestrator.guest.managers import ClusterManager, manager_for, services_fact
 from orchestrator.guest.ssh import GuestError, NodeShell
 from orchestrator.plan import Plan, VmNode
 from orchestrator.state import HostKey, StateDir
@@ -25,7 +25,7 @@ READ_TIMEOUT_S = 30  # a wedged node (hung cl_status, D-state I/O) must not hang
 def facts_for(plan: Plan) -> dict:
     facts: dict = {
         "drbd": DrbdStatus(),
-        "services": ServicesFact(str(plan.network.vip)),
+        "services": services_fact(plan),
         "split_brain": SplitBrainMarkers(),
         "lio": LioTargets(),
     }
@@ -143,7 +143,7 @@ def observe_nodes(plan: Plan, views: list[NodeView], keys: dict[str, HostKey | N
 
 
 def observe_witness(plan: Plan, view: WitnessView, key: HostKey | None) -> None:
-    """Read the witness: is Corosync running there (it runs nothing else of ours)."""
+    """Read the witness: are Corosync and Pacemaker running there (it runs nothing else of ours)."""
     witness = plan.witness
     if witness is None:
         return
@@ -160,3 +160,4 @@ def observe_witness(plan: Plan, view: WitnessView, key: HostKey | None) -> None:
         return
     view.reachable = True
     view.corosync_running = "corosync" in parsed["services"].active
+    view.pacemaker_running = "pacemaker" in parsed["services"].active

@@ -134,8 +134,13 @@ def render_text(console: Console, status: SiteStatus) -> None:
         console.print(_mark(voting.votes == voting.expected_votes, votes))
     if status.witness is not None:
         witness = status.witness
-        running = witness.corosync_running
-        state = "Corosync running" if running else (witness.error or "Corosync not running")
+        running = witness.corosync_running and witness.pacemaker_running
+        if running:
+            state = "Corosync and Pacemaker running"
+        elif witness.error:
+            state = witness.error
+        else:
+            state = "Corosync not running" if not witness.corosync_running else "Pacemaker not running"
         console.print(_mark(bool(running), f"witness {witness.node} on {witness.esxi}: {state}"))
     if expected.two_node:
         console.print(

@@ -9,6 +9,8 @@ healing, every one reads back from the copy that serves):
     still reaches it: the other side takes over, the cut-off node never
     acknowledges a write and resets itself, nobody needs to resolve a split brain;
 (d) the witness cut off from both nodes: no failover, I/O continues;
+(f) the standby cut off (and outdated), then at once the active node cut off instead:
+    the outdated standby, quorate with the witness again, never serves its stale copy;
 (a) SIGKILL of the active node, and then
 (e) the witness lost as well: the survivor, whose peer is lost, has no quorum
     and stops serving (availability traded for safety) until a vote comes back.
@@ -29,7 +31,7 @@ import paramiko
 import pytest
 
 from orchestrator.lab import commands, netns
-from orchestrator.lab.partition import Partition, node_pairs
+from orchestrator.lab.partition import Partition, cut, heal, node_pairs
 from orchestrator.plan import Plan, load_plan
 from orchestrator.state import StateDir
 from tests.lab.acked_writes import AckedWriter
@@ -70,10 +72,6 @@ def wait_healthy(lab: Lab) -> float:
     return wait_for(lambda: status(lab)[0] == 0, HEALTHY_TIMEOUT_S)
 
 
-def constraints(lab: Lab) -> str:
-    return on(lab.plan, "node1", "cibadmin -Q -o constraints")
-
-
 def test_apply_configures_pacemaker_and_serves_the_lun(lab: Lab):
     began = time.monotonic()
     applied = run(lab, "--yes")
@@ -86,15 +84,17 @@ def test_apply_configures_pacemaker_and_serves_the_lun(lab: Lab):
     assert all(views[n]["manager"] == "pacemaker" and views[n]["quorate"] for n in NODES)
     active = site["active_node"]
     assert "vsa-serve\t(ocf:vsa:serve):\t Started " + active in on(lab.plan, active, "crm_mon -1r")
-    assert (
-        site["witness"]["corosync_running"] and views[active]["votes"] == 3 == views[active]["expected_votes"]
-    )
+    assert site["witness"]["corosync_running"] and site["witness"]["pacemaker_running"]
+    assert views[active]["votes"] == 3 == views[active]["expected_votes"]
     votes = on(lab.plan, active, "corosync-quorumtool -s")
     assert re.search(r"Expected votes: +3", votes) and re.search(r"Total votes: +3", votes), votes
-    # The witness runs Corosync only: no Pacemaker, no DRBD, no resource ever placed there.
+    # The witness runs Corosync and Pacemaker (a copy of the CIB) but no DRBD, has no data disk,
+    # and Pacemaker never places (or probes for) vsa-serve there.
     assert on(
         lab.plan, WITNESS, "systemctl is-active corosync pacemaker drbd; lsblk -dn -o TYPE | grep -cx disk"
-    ) == ("active\ninactive\ninactive\n1\n")
+    ) == ("active\nactive\ninactive\n1\n")
+    assert "vsa-serve" not in on(lab.plan, WITNESS, "crm_resource --list-operations --node witness")
+    assert 'id="vsa-serve-never-on-witness"' in on(lab.plan, WITNESS, "cibadmin -Q -o constraints")
     # heartbeat is installed in the same image but never started
     assert {
         on(lab.plan, n, "systemctl is-enabled heartbeat; systemctl is-active heartbeat") for n in NODES
@@ -244,6 +244,74 @@ def test_losing_the_witness_stalls_nothing(lab: Lab):
     assert writer.lost() == 0
     wait_healthy(lab)
     assert status(lab)[1]["active_node"] == active
+
+
+def test_a_standby_outdated_in_one_cut_never_serves_in_the_next(lab: Lab):
+    """(f) Two cuts in turn, as a fault that moves from one host to another does: first the
+    standby is cut off (the active node outdates it and serves on), then, in one step, the
+    active node is cut off and the outdated standby meets the witness again. The standby's
+    disk still looks UpToDate to itself, but the quorate pair {standby, witness} knows it
+    is outdated (the witness holds the CIB with the active node's vsa-fence), so it never
+    serves its stale copy: nothing is served until the cut heals, then the active node
+    serves again and every acknowledged block is there, with no split brain."""
+    active = status(lab)[1]["active_node"]
+    standby = peer_of(active)
+    apart = node_pairs(lab.plan, active, standby)
+    standby_cut = apart + node_pairs(lab.plan, standby, WITNESS, roles=("iscsi",))
+    active_cut = apart + node_pairs(lab.plan, active, WITNESS, roles=("iscsi",))
+
+    def standby_unserved() -> bool:
+        assert not holds_vip(lab, standby), f"{standby} serves its outdated copy"
+        return True
+
+    with AckedWriter(lab.plan, round_no=4) as writer:
+        writer.wait_more(3, 60)
+        try:
+            cut(netns.NAMESPACE, standby_cut)
+            wait_for(lambda: f'value="{active}"' in constraints_on(lab, active), 120)  # standby outdated
+            writer.wait_more(5, 120)  # writes the standby's copy lacks
+            cut(netns.NAMESPACE, active_cut)  # one nft transaction: the cuts swap at once
+            began = time.monotonic()
+            wait_for(lambda: standby_unserved() and stepped_down(lab, active), 180)
+            wait_for(
+                lambda: (
+                    standby_unserved()
+                    and re.search(r"Quorate: +Yes", on(lab.plan, standby, "corosync-quorumtool -s"))
+                    and f'value="{active}"' in constraints_on(lab, standby)
+                ),
+                180,
+            )
+            wait_for(lambda: standby_unserved() and serve_stopped(lab, standby), 120)
+            stalled_at = writer.count
+            report(
+                f"two cuts: {standby} (outdated, quorate with the witness) did not serve; "
+                f"{time.monotonic() - began:.1f} s after the second cut"
+            )
+        finally:
+            heal(netns.NAMESPACE)
+        began = time.monotonic()
+        writer.wait_more(3, 300)
+        report(
+            f"two cuts healed: {active} served {time.monotonic() - began:.1f} s after the heal "
+            f"({stalled_at} writes acked before the stall)"
+        )
+    lost = writer.lost()
+    report(f"two cuts: {lost} of {len(writer.latest)} blocks lost, {writer.count} writes acked")
+    assert lost == 0
+    report(f"two cuts healed: healthy {rerun_healthy(lab):.1f} s after the rerun")  # no split brain
+    assert status(lab)[1]["active_node"] == active
+    fence_lifted(lab, active)
+
+
+def constraints_on(lab: Lab, node: str) -> str:
+    return on(lab.plan, node, "cibadmin -Q -o constraints")
+
+
+def serve_stopped(lab: Lab, node: str) -> bool:
+    """Pacemaker on the node has vsa-serve stopped everywhere and nothing pending."""
+    return "vsa-serve\t(ocf:vsa:serve):\t Stopped" in on(lab.plan, node, "crm_mon -1r") and not holds_vip(
+        lab, node
+    )
 
 
 def test_hard_failover_then_the_witness_lost_stops_the_last_node_until_a_vote_returns(lab: Lab):

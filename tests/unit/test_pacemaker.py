@@ -218,6 +218,7 @@ def fence(
     constraints: str = "",
     resource: str = "iscsi.target.0",
     role: str = "Secondary/Unknown",
+    disk: str = "UpToDate/DUnknown",
 ) -> tuple[int, list[str]]:
     """Run the shipped handler with corosync-quorumtool/cibadmin/drbdadm/logger stand-ins;
     returns its exit code and the cibadmin calls it made (a sysrq written lands in tmp_path/sysrq)."""
@@ -230,7 +231,8 @@ def fence(
         "cibadmin": f'echo "$*" >> {calls}; case "$1" in --create) [ -z "{constraints}" ];; '
         f"-Q) echo '{constraints}';; esac",
         "logger": "exit 0",
-        "drbdadm": f'[ "$1 $2" = "role {resource}" ] && echo {role}',
+        "drbdadm": f'case "$1 $2" in "role {resource}") echo {role};; '
+        f'"dstate {resource}") echo {disk};; esac',
         "uname": "echo node1",
     }
     for name, body in stand_ins.items():
@@ -292,6 +294,22 @@ def test_the_second_resource_takes_the_first_decision_without_another_constraint
 def test_the_decision_is_not_taken_without_quorum(tmp_path):
     assert fence(tmp_path, quorate="Yes", partition="node1")[0] == 5
     assert fence(tmp_path, quorate="No", partition="node1", resource="iscsi.config")[0] == 1
+
+
+@pytest.mark.parametrize("members", ["node1", "node1 node2"])
+def test_a_node_whose_disk_is_not_up_to_date_outdates_nobody(tmp_path, members):
+    """Exit 4 would make DRBD promote a Consistent disk to UpToDate; a constraint would ban the peer."""
+    code, calls = fence(tmp_path, quorate="Yes", partition=members, disk="Consistent/DUnknown")
+    assert code == 1 and calls == []
+    assert not (tmp_path / "sysrq").exists() and not (tmp_path / "state" / "fenced").exists()
+
+
+def test_the_second_resource_does_not_reuse_the_decision_with_a_disk_not_up_to_date(tmp_path):
+    assert fence(tmp_path, quorate="Yes", partition="node1")[0] == 5
+    code, _ = fence(
+        tmp_path, quorate="Yes", partition="node1", resource="iscsi.config", disk="Outdated/DUnknown"
+    )
+    assert code == 1
 
 
 def test_drbd_resources_keep_heartbeats_fencing_under_heartbeat():

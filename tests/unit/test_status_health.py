@@ -9,7 +9,7 @@ from orchestrator.guest.managers.heartbeat import HEARTBEAT
 from orchestrator.plan import load_plan
 from orchestrator.status import health
 from orchestrator.status.command import expected_of
-from orchestrator.status.model import ClusterView, DatastoreView, HostView, NodeView, PathView
+from orchestrator.status.model import ClusterView, DatastoreView, HostView, NodeView, PathView, WitnessView
 from orchestrator.status.node_facts import DrbdStatus, HeartbeatResources, LioTargets
 from orchestrator.status.nodes import apply_facts, facts_for, read_command
 from tests.unit.conftest import EXAMPLE_PLAN
@@ -226,3 +226,22 @@ def test_a_split_brain_marker_is_reported_until_the_resource_replicates_again():
     )
     markers = SplitBrainMarkers().process("split-brain-iscsi.target.0\nunrelated\n")
     assert markers == {"iscsi.target.0"}
+
+
+def witness(**seen: bool) -> WitnessView:
+    view = WitnessView(node="witness", vm="vsa-witness", esxi="esx3", address="10.11.55.57")
+    view.vm_found, view.power, view.reachable = True, "poweredOn", True
+    for name, value in seen.items():
+        setattr(view, name, value)
+    return view
+
+
+def test_a_witness_voting_and_holding_the_cib_is_no_finding():
+    assert health.witness_findings(witness(corosync_running=True, pacemaker_running=True)) == []
+
+
+def test_a_witness_without_corosync_or_pacemaker_is_a_finding_naming_what_to_do():
+    [no_vote] = health.witness_findings(witness(corosync_running=False, pacemaker_running=False))
+    assert "corosync is not running" in no_vote and "no vote to spare" in no_vote
+    [no_cib] = health.witness_findings(witness(corosync_running=True, pacemaker_running=False))
+    assert "pacemaker is not running" in no_cib and "rerun the plan" in no_cib

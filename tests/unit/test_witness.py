@@ -1,19 +1,28 @@
 """The witness: plan rules (at their lines), the three-vote Corosync files, the witness VM
 the vms diff plans (no data disk, one NIC), and the guest diff for it."""
 
+from dataclasses import replace
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
 from orchestrator.guest.facts import Services
-from orchestrator.guest.managers import pacemaker
+from orchestrator.guest.managers import pacemaker, services_fact
 from orchestrator.guest.render import Secrets, desired_state, sha256
 from orchestrator.identity import nic_mac, node_identity
 from orchestrator.lab.plan_file import lab_plan_text
 from orchestrator.lab.simulator import SimInfo
 from orchestrator.plan import PlanError, WitnessNode, load_plan
 from orchestrator.stages.guest.diff import diff
-from orchestrator.stages.guest.operations import EnableService, RestartService, StartService, WriteFile
+from orchestrator.stages.guest.operations import (
+    EnableService,
+    LoadCib,
+    RestartService,
+    StartService,
+    WaitServing,
+    WriteFile,
+)
 from orchestrator.stages.guest.witness import WitnessFacts
 from orchestrator.stages.guest.witness import diff as witness_diff
 from orchestrator.stages.vms import diff as vms_diff
@@ -21,7 +30,7 @@ from orchestrator.stages.vms.facts import NodeVmFacts, OvaSource, Placement, Vms
 from orchestrator.stages.vms.operations import AddController, AddDisk, AddNic, ReconfigureVm
 from orchestrator.state import new_ed25519_key
 from tests.unit.test_guest_diff import DEVICES, NODES, fresh
-from tests.unit.test_pacemaker import with_ha
+from tests.unit.test_pacemaker import healthy, with_ha
 from tests.unit.test_plan import THIRD_HOST, edit
 from tests.unit.test_vms_diff import TEMPLATE
 
@@ -130,7 +139,7 @@ def test_a_host_without_the_iscsi_portgroup_cannot_carry_the_witness(plan):
 
 
 def witness_services(active: bool) -> Services:
-    units = frozenset({"corosync"}) if active else frozenset()
+    units = frozenset({"corosync", "pacemaker"}) if active else frozenset()
     return Services(units, units, False, False, False, False)
 
 
@@ -149,6 +158,53 @@ def test_a_fresh_witness_gets_corosync_before_the_nodes_start(plan):
         StartService("witness", "corosync"),
     )
     assert next(a for a in change.attrs if a.name == pacemaker.AUTHKEY).sensitive
+
+
+def test_the_witness_starts_pacemaker_only_after_the_cib_bans_vsa_serve_there(plan):
+    """Its Pacemaker holds the CIB's third copy; started before the ban, it could be given the LUN."""
+    desired = desired_state(plan, SECRETS, DEVICES)
+    empty = WitnessFacts(files={}, services=witness_services(False))
+    changes, _ = diff(plan, desired, {node: fresh() for node in NODES}, empty)
+    resources = [c.resource for c in changes]
+    assert resources[-2:] == ["pacemaker configuration", "witness witness pacemaker"]
+    assert changes[-1].operations == (
+        EnableService("witness", "pacemaker"),
+        StartService("witness", "pacemaker"),
+        WaitServing(),
+    )
+    assert "pacemaker" not in str(changes[resources.index("witness witness")].operations)
+    cib = ElementTree.fromstring(desired["node1"].files[pacemaker.CIB_FILE].content)
+    [ban] = cib.findall("constraints/rsc_location")
+    assert ban.attrib == {
+        "id": pacemaker.WITNESS_BAN,
+        "rsc": "vsa-serve",
+        "node": "witness",
+        "score": "-INFINITY",
+        "resource-discovery": "never",
+    }
+
+
+def test_a_site_whose_witness_runs_corosync_only_loads_the_ban_then_starts_pacemaker_there(plan):
+    """A site set up before the witness ran Pacemaker: its live CIB lacks the ban (cib_loaded is
+    False), so the CIB is loaded again before the witness's Pacemaker starts."""
+    desired = desired_state(plan, SECRETS, DEVICES)
+    facts = {"node1": healthy(desired, "node1", True), "node2": healthy(desired, "node2", False)}
+    for node in NODES:
+        facts[node].services = replace(facts[node].services, cib_loaded=False)
+    files = {path: (sha256(file.content), file.mode) for path, file in desired["witness"].files.items()}
+    corosync_only = frozenset({"corosync"})
+    witness = WitnessFacts(files, Services(corosync_only, corosync_only, False, False, False, False))
+    changes, _ = diff(plan, desired, facts, witness)
+    assert [c.resource for c in changes] == ["pacemaker configuration", "witness witness pacemaker"]
+    assert isinstance(changes[0].operations[0], LoadCib)
+
+
+def test_the_ban_is_part_of_what_counts_as_our_cib_loaded(plan):
+    command = services_fact(plan).command
+    assert (
+        f"//rsc_location[@id='{pacemaker.WITNESS_BAN}']" in command
+        and "//primitive[@id='vsa-serve']" in command
+    )
 
 
 def test_a_healthy_witness_has_nothing_to_do_and_a_changed_file_restarts_corosync(plan):

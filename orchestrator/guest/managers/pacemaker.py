@@ -4,7 +4,7 @@ fence-peer handler keep a cut-off node from acknowledging writes.
 
 The CIB is not a file Pacemaker reads: the guest stage writes our part of it to
 CIB_FILE and loads it section by section (LoadCib), so constraints the
-fence-peer handler placed are never replaced.
+fence-peer handler placed are never replaced (ours, the witness ban, is merged in).
 """
 
 import hashlib
@@ -21,6 +21,7 @@ SERVE_AGENT = "/usr/lib/ocf/resource.d/vsa/serve"
 FENCE_PEER = "/usr/lib/vsa/fence-peer"
 CIB_FILE = "/etc/vsa-orchestrate/cib.xml"
 SERVE = "vsa-serve"  # the primitive's id
+WITNESS_BAN = "vsa-serve-never-on-witness"  # the location constraint keeping it off the witness
 FENCED_FLAG = f"{layout.SPLIT_BRAIN_DIR}/fenced"  # set by fence-peer where it outdated the peer
 AUTHKEY_HEX_BYTES = 128  # knet wants 1024 bits at least
 # DRBD declares a dead peer lost within ~3 s with writes in flight (timeout, tenths) and
@@ -65,11 +66,12 @@ class Pacemaker:
             target_script=f"/etc/ha.d/resource.d/{layout.TARGET_SCRIPT}",
             fenced_flag=FENCED_FLAG,
         )
+        cib = render("cib.xml.j2", plan=plan, serve=SERVE, witness_ban=WITNESS_BAN)
         return {
             **self.corosync_files(plan, secret),
             SERVE_AGENT: NodeFile(serve, 0o755, False, "agent"),
             FENCE_PEER: NodeFile(shipped("vsa-fence-peer"), 0o755, False, "agent"),
-            CIB_FILE: NodeFile(render("cib.xml.j2", plan=plan, serve=SERVE), 0o644, False, "cib"),
+            CIB_FILE: NodeFile(cib, 0o644, False, "cib"),
         }
 
     def paths(self) -> list[str]:

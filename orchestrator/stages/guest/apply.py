@@ -233,10 +233,19 @@ def initialize(op: InitializeDrbd, ctx: RunContext) -> None:
         first.run(f"drbdadm secondary {config.name}", check=False)
 
 
+# cibadmin --modify merges children by id and deletes nothing; --replace swaps the section.
+CIB_SECTIONS = (
+    ("crm_config", "--modify --allow-create"),
+    ("resources", "--replace"),
+    ("constraints", "--modify --allow-create"),
+)
+
+
 @NODE.handles(LoadCib)
 def load_cib(op: LoadCib, ctx: RunContext) -> None:
-    """Wait (bounded) for quorum, then merge our cluster options and replace the
-    resources section; constraints are never touched (the fence-peer handler's live there)."""
+    """Wait (bounded) for quorum, then merge our cluster options, replace the resources
+    section and merge our constraints (the witness ban) by id: the constraints the
+    fence-peer handler placed are never replaced."""
     shell = _shell(ctx, op.node)
     rendered = manager_for(ctx.plan).files(ctx.plan, secrets(ctx).cluster)[CIB_FILE].content
     content = _checked(op.node, CIB_FILE, rendered, op.content_sha256)
@@ -248,9 +257,11 @@ def load_cib(op: LoadCib, ctx: RunContext) -> None:
             "nodes run corosync and reach each other on the iSCSI network (corosync-cfgtool -s)",
         )
     configuration = ElementTree.fromstring(content)
-    for section, verb in (("crm_config", "--modify --allow-create"), ("resources", "--replace")):
+    for section, verb in CIB_SECTIONS:
         element = configuration.find(section)
         if element is None:
+            if section == "constraints":
+                continue  # no witness: none of ours
             raise GuestError(f"{op.node}: {CIB_FILE} has no <{section}>")
         staged = f"/run/vsa-cib-{section}.xml"
         shell.write_file(staged, ElementTree.tostring(element, encoding="unicode"), 0o600)

@@ -9,7 +9,9 @@ Changes come in phases, in this order:
 3. "node services" per node: the cluster manager's units (heartbeat, or
    corosync and pacemaker) enabled and running, the target definition on the
    node that holds the config volume, the target running;
-4. with Pacemaker, "pacemaker configuration" once: our part of the CIB loaded.
+4. with Pacemaker, "pacemaker configuration" once: our part of the CIB loaded
+   (options, vsa-serve, and its ban from the witness), then Pacemaker started on
+   the witness, which must never run it before that ban is in the CIB.
 The last change that starts or restarts the manager (or loads the CIB) ends with
 WaitServing. A pair running the other manager is refused, never switched.
 Data safety: metadata is never created on a disk that has it or that holds
@@ -144,6 +146,8 @@ def diff(
             services.append(cib)
         elif unserved := _unserved(facts):
             services.append(unserved)
+        if plan.witness is not None and witness_facts is not None:
+            services += filter(None, [witness.pacemaker_change(plan.witness.node, witness_facts)])
     starts = [index for index, change in enumerate(services) if any(map(_takes_over, change.operations))]
     if starts:
         last = services[starts[-1]]

@@ -19,13 +19,12 @@ from orchestrator.guest.facts import (
     FileHashes,
     NodeFacts,
     ProcDrbd,
-    ServicesFact,
     SplitBrainMarkers,
     TargetDefinitionHash,
     script,
     split,
 )
-from orchestrator.guest.managers import manager_for
+from orchestrator.guest.managers import manager_for, services_fact
 from orchestrator.guest.render import managed_paths
 from orchestrator.guest.ssh import GuestError, NodeShell, Unreachable
 from orchestrator.plan import Plan, VmNode
@@ -96,7 +95,7 @@ def node_facts(plan: Plan, shell: NodeShell, read_secrets: bool) -> NodeFacts:
         "drbd": ProcDrbd(),
         "metadata": DrbdMetadata(disks[0].path if disks else None),
         "files": FileHashes(managed_paths(plan)),
-        "services": ServicesFact(str(plan.network.vip)),
+        "services": services_fact(plan),
         "split_brain": SplitBrainMarkers(),
         "target_definition": TargetDefinitionHash(),
         **({"secrets": DeployedSecrets(manager.secret, manager.secret_readback())} if read_secrets else {}),

@@ -1,8 +1,12 @@
-"""The witness in the `guest` stage: Corosync's files and unit, nothing else.
+"""The witness in the `guest` stage: Corosync's files, Corosync and Pacemaker running.
 
-The witness is a full Corosync member (the third vote) that runs neither
-Pacemaker nor DRBD, so it never holds data and Pacemaker never places a
-resource on it (a Corosync node without Pacemaker is OFFLINE to Pacemaker).
+The witness is a full Corosync member (the third vote) and runs Pacemaker with no
+resource (the CIB bans vsa-serve there without even probing for it) and no DRBD.
+It runs Pacemaker for its copy of the CIB: a storage node outdates its peer by a
+CIB constraint, and any two quorate partitions share a member, so with the witness
+holding the CIB every later quorate partition knows who was outdated (the newest
+CIB wins when partitions join). Pacemaker starts there only once the storage nodes'
+CIB holds that ban (the `pacemaker_change`, ordered after the CIB load).
 Read in one round trip like a storage node; its diff is pure.
 """
 
@@ -19,6 +23,7 @@ from orchestrator.stages.guest.operations import EnableService, RestartService, 
 
 STAGE = "guest"
 UNIT = "corosync"
+PACEMAKER_UNIT = "pacemaker"
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,29 @@ def diff(node: str, desired: Desired, facts: WitnessFacts) -> Change | None:
         stage=STAGE,
         action="update" if facts.files else "create",
         resource=f"witness {node}",
+        attrs=attrs,
+        operations=tuple(operations),
+    )
+
+
+def pacemaker_change(node: str, facts: WitnessFacts) -> Change | None:
+    """Pacemaker enabled and running on the witness (a restart of Corosync restarts it too:
+    its unit requires Corosync's). Enabled only here, once the ban is loaded, so the
+    witness never boots into a cluster whose CIB could place vsa-serve on it."""
+    attrs: list[Attr] = []
+    operations: list[Operation] = []
+    if PACEMAKER_UNIT not in facts.services.enabled:
+        attrs.append(Attr(f"{PACEMAKER_UNIT} enabled", False, True))
+        operations.append(EnableService(node, PACEMAKER_UNIT))
+    if PACEMAKER_UNIT not in facts.services.active:
+        attrs.append(Attr(PACEMAKER_UNIT, "stopped", "running (the CIB's third copy, no resource)"))
+        operations.append(StartService(node, PACEMAKER_UNIT))
+    if not operations:
+        return None
+    return Change(
+        stage=STAGE,
+        action="update",
+        resource=f"witness {node} pacemaker",
         attrs=attrs,
         operations=tuple(operations),
     )
