@@ -31,7 +31,9 @@ case $1 in
     primary) [ "$(cat $d/cs)" = Connected ] && [ "$(cat $d/peer)" = Primary ] && exit 11
         echo Primary > $d/role ;;
 esac
-for r in $DRBD_STATE/*/; do echo " 0: cs:$(cat $r/cs) ro:$(cat $r/role)/Unknown"; done > $DRBD_STATE/proc
+# Both resources run side by side: /proc/drbd is replaced whole, never seen half written.
+for r in $DRBD_STATE/*/; do echo " 0: cs:$(cat $r/cs) ro:$(cat $r/role)/Unknown"; done > $DRBD_STATE/proc.$$
+mv $DRBD_STATE/proc.$$ $DRBD_STATE/proc
 """
 
 
