@@ -8,6 +8,10 @@ in-process through ctypes: the CHAP secret is handed to the library directly,
 never through a command line or the environment, and the NAA designator is
 read as the bytes the target sent (iscsi-inq prints binary designators as
 text, cut at the first zero byte).
+
+reservations() is what a clustered guest does with SCSI-3 persistent
+reservations (PERSISTENT RESERVE OUT/IN): register a key, reserve, read the
+keys and the reservation back, clear; a refused command names its sense.
 """
 
 import ctypes
@@ -23,6 +27,9 @@ SESSION_DISCOVERY, SESSION_NORMAL = 1, 2
 INQUIRY_DEVICE_IDENTIFICATION = 0x83
 DESIGNATOR_NAA, ASSOCIATION_LOGICAL_UNIT = 3, 0
 DEFAULT_INITIATOR = "iqn.2011-08.local.vsa-lab:probe"
+# A reservation is held by an I_T nexus (initiator name and ISID): like a real initiator, the
+# lab's keeps one ISID across logins (libiscsi picks a random one per context otherwise).
+LAB_ISID_OUI, LAB_ISID_QUALIFIER = 0x5254, 1
 
 
 class _Designator(ctypes.Structure):
@@ -49,6 +56,65 @@ class _DeviceIdentification(ctypes.Structure):
         ("pagecode", ctypes.c_int),
         ("designators", ctypes.POINTER(_Designator)),
     ]
+
+
+class _TaskHead(ctypes.Structure):
+    """The start of struct scsi_task (scsi-lowlevel.h): status, then the sense of a CHECK CONDITION."""
+
+    _fields_ = [
+        ("status", ctypes.c_int),
+        ("cdb_size", ctypes.c_int),
+        ("xfer_dir", ctypes.c_int),
+        ("expxferlen", ctypes.c_int),
+        ("cdb", ctypes.c_ubyte * 16),  # SCSI_CDB_MAX_SIZE
+        ("residual_status", ctypes.c_int),
+        ("residual", ctypes.c_size_t),
+        ("sense_error_type", ctypes.c_ubyte),
+        ("sense_key", ctypes.c_int),
+        ("sense_ascq", ctypes.c_int),
+    ]
+
+
+class _PrOutBasic(ctypes.Structure):
+    _fields_ = [
+        ("reservation_key", ctypes.c_uint64),
+        ("service_action_reservation_key", ctypes.c_uint64),
+        ("spec_i_pt", ctypes.c_uint8),
+        ("all_tg_pt", ctypes.c_uint8),
+        ("aptpl", ctypes.c_uint8),
+    ]
+
+
+class _PrReadKeysHead(ctypes.Structure):
+    _fields_ = [
+        ("prgeneration", ctypes.c_uint32),
+        ("additional_length", ctypes.c_uint32),
+        ("num_keys", ctypes.c_int),
+    ]
+
+
+class _PrReadReservation(ctypes.Structure):
+    _fields_ = [
+        ("prgeneration", ctypes.c_uint32),
+        ("additional_length", ctypes.c_uint32),
+        ("reserved", ctypes.c_int),
+        ("reservation_key", ctypes.c_uint64),
+        ("pr_scope", ctypes.c_ubyte),
+        ("pr_type", ctypes.c_ubyte),
+    ]
+
+
+# PERSISTENT RESERVE service actions and the type clustered guests use
+PR_IN_READ_KEYS, PR_IN_READ_RESERVATION = 0, 1
+PR_OUT_RESERVE, PR_OUT_CLEAR, PR_OUT_REGISTER_AND_IGNORE = 1, 3, 6
+PR_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY = 5
+
+
+@dataclass(frozen=True)
+class Reservations:
+    keys: tuple[int, ...]  # registered keys (PR IN READ KEYS)
+    holder: int | None  # the reservation's key (PR IN READ RESERVATION), None when unreserved
+    type: int | None
 
 
 class _ReadCapacity16(ctypes.Structure):
@@ -89,6 +155,7 @@ def _library() -> ctypes.CDLL:
         ("iscsi_destroy_context", ctypes.c_int, [p]),
         ("iscsi_get_error", ctypes.c_char_p, [p]),
         ("iscsi_set_session_type", ctypes.c_int, [p, ctypes.c_int]),
+        ("iscsi_set_isid_oui", ctypes.c_int, [p, ctypes.c_uint32, ctypes.c_uint32]),
         ("iscsi_set_targetname", ctypes.c_int, [p, ctypes.c_char_p]),
         ("iscsi_set_initiator_username_pwd", ctypes.c_int, [p, ctypes.c_char_p, ctypes.c_char_p]),
         ("iscsi_connect_sync", ctypes.c_int, [p, ctypes.c_char_p]),
@@ -100,6 +167,14 @@ def _library() -> ctypes.CDLL:
         ("iscsi_reportluns_sync", p, [p, ctypes.c_int, ctypes.c_int]),
         ("iscsi_inquiry_sync", p, [p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]),
         ("iscsi_readcapacity16_sync", p, [p, ctypes.c_int]),
+        (
+            "iscsi_persistent_reserve_out_sync",
+            p,
+            [p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, p],
+        ),
+        ("iscsi_persistent_reserve_in_sync", p, [p, ctypes.c_int, ctypes.c_int, ctypes.c_uint16]),
+        ("scsi_sense_key_str", ctypes.c_char_p, [ctypes.c_int]),
+        ("scsi_sense_ascq_str", ctypes.c_char_p, [ctypes.c_int]),
         ("scsi_datain_unmarshall", p, [p]),
         ("scsi_free_scsi_task", None, [p]),
     ]:
@@ -156,15 +231,60 @@ class _Session:
         if not task:
             self._fail(what)
         try:
-            status = ctypes.c_int.from_address(task).value  # scsi_task.status
-            if status != 0:
-                raise LabError(f"{what}: SCSI status {status:#x}")
+            self._good(what, task)
             data = self.lib.scsi_datain_unmarshall(task)
             if not data:
                 raise LabError(f"{what}: unparsable answer")
             yield data
         finally:
             self.lib.scsi_free_scsi_task(task)
+
+    def _good(self, what: str, task: int) -> None:
+        """LabError naming the status and, for CHECK CONDITION, the sense key and additional sense."""
+        head = _TaskHead.from_address(task)
+        if head.status == 0:
+            return
+        detail = f"SCSI status {head.status:#x}"
+        if head.status == 2:  # CHECK CONDITION
+            key = (self.lib.scsi_sense_key_str(head.sense_key) or b"?").decode()
+            ascq = (self.lib.scsi_sense_ascq_str(head.sense_ascq) or b"?").decode()
+            detail += f", sense {key} / {ascq} ({head.sense_ascq:#06x})"
+        raise LabError(f"{what}: {detail}")
+
+    def _no_data(self, what: str, task: int | None) -> None:
+        if not task:
+            self._fail(what)
+        try:
+            self._good(what, task)
+        finally:
+            self.lib.scsi_free_scsi_task(task)
+
+    def pr_out(
+        self, lun: int, action: int, key: int, new_key: int = 0, pr_type: int = 0, aptpl: bool = False
+    ):
+        what = f"PERSISTENT RESERVE OUT (service action {action})"
+        params = _PrOutBasic(key, new_key, 0, 0, int(aptpl))
+        task = self.lib.iscsi_persistent_reserve_out_sync(
+            self.ctx, lun, action, 0, pr_type, ctypes.byref(params)
+        )
+        self._no_data(what, task)
+
+    def reservations(self, lun: int) -> Reservations:
+        task = self.lib.iscsi_persistent_reserve_in_sync(self.ctx, lun, PR_IN_READ_KEYS, 1024)
+        with self._datain("PERSISTENT RESERVE IN (READ KEYS)", task) as data:
+            head = _PrReadKeysHead.from_address(data)
+            offset = 16  # the keys array after the int (aligned to 8)
+            keys = tuple(
+                ctypes.c_uint64.from_address(data + offset + 8 * i).value for i in range(head.num_keys)
+            )
+        task = self.lib.iscsi_persistent_reserve_in_sync(self.ctx, lun, PR_IN_READ_RESERVATION, 1024)
+        reservation = self._command("PERSISTENT RESERVE IN (READ RESERVATION)", task, _PrReadReservation)
+        held = reservation.reserved != 0  # libiscsi sets it, not additional_length, when one is held
+        return Reservations(
+            keys=keys,
+            holder=reservation.reservation_key if held else None,
+            type=reservation.pr_type if held else None,
+        )
 
     def _command(self, what: str, task: int | None, struct: type[ctypes.Structure]) -> ctypes.Structure:
         with self._datain(what, task) as data:
@@ -216,3 +336,16 @@ def probe(address: str, port: int, chap: dict | None, initiator: str | None = No
         finally:
             session.close()
     return found
+
+
+@contextmanager
+def session(address: str, port: int, iqn: str, chap: dict | None, initiator: str) -> Iterator[_Session]:
+    """A logged-in session to one target, as one initiator (for reservation tests)."""
+    live = _Session(_library(), initiator, chap)
+    try:
+        if live.lib.iscsi_set_isid_oui(live.ctx, LAB_ISID_OUI, LAB_ISID_QUALIFIER) != 0:
+            live._fail("setting the ISID")
+        live.login(f"{address}:{port}", iqn)
+        yield live
+    finally:
+        live.close()

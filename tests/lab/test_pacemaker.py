@@ -23,16 +23,24 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
 
-from orchestrator.lab import commands, netns
+from orchestrator.lab import commands, iscsi_probe, netns
+from orchestrator.lab.iscsi_probe import (
+    PR_OUT_CLEAR,
+    PR_OUT_REGISTER_AND_IGNORE,
+    PR_OUT_RESERVE,
+    PR_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY,
+    Reservations,
+)
 from orchestrator.lab.partition import Partition, cut, heal, node_pairs
-from orchestrator.plan import Plan, load_plan
+from orchestrator.plan import ISCSI_PORT, Plan, load_plan
 from orchestrator.state import StateDir
 from tests.lab.acked_writes import AckedWriter
 from tests.lab.conftest import report
@@ -168,6 +176,43 @@ def test_switchover_moves_the_lun_under_a_writer(lab: Lab):
 
 def chap(lab: Lab) -> dict[str, str]:
     return {"name": lab.plan.chap_name, "secret": StateDir(lab.plan.state_dir, persist=False).secret("chap")}
+
+
+def reservations_of(lab: Lab, name: str, steps: Callable[[Any], None] = lambda session: None) -> Reservations:
+    """As initiator `name` (one ISID across logins, like a real one), inside the lab namespace
+    (libiscsi makes its socket there): run `steps` on a session to the LUN, then read its
+    registrations and reservation."""
+    vip = str(lab.plan.network.vip)
+
+    def inside() -> Reservations:
+        initiator_name = f"iqn.2011-08.local.vsa-lab:{name}"
+        with iscsi_probe.session(vip, ISCSI_PORT, lab.plan.iqn, chap(lab), initiator_name) as session:
+            steps(session)
+            return session.reservations(0)
+
+    return netns.call_inside(inside, f"iscsi-{name}")
+
+
+def test_persistent_reservations_move_with_the_lun_both_ways(lab: Lab):
+    """What a Windows failover cluster does on the LUN: register (APTPL) and reserve. The
+    registration and the reservation are there whichever node serves, and the holder can
+    still clear them after two moves (its registration is attached, not only listed)."""
+    key = 0xA1B2C3D4
+
+    def register_and_reserve(session) -> None:
+        session.pr_out(0, PR_OUT_REGISTER_AND_IGNORE, 0, new_key=key, aptpl=True)
+        session.pr_out(0, PR_OUT_RESERVE, key, pr_type=PR_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+
+    before = reservations_of(lab, "guest-a", register_and_reserve)
+    assert before == Reservations((key,), key, PR_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+    try:
+        for _ in range(2):
+            moved = inside("-m", "orchestrator", "switchover", str(lab.plan.path))
+            assert moved.returncode == 0, moved.stdout + moved.stderr
+            assert reservations_of(lab, "guest-b") == before
+    finally:
+        cleared = reservations_of(lab, "guest-a", lambda session: session.pr_out(0, PR_OUT_CLEAR, key))
+    assert cleared == Reservations((), None, None)
 
 
 def test_a_cut_replication_link_outdates_the_peer_io_goes_on_and_no_switchover_to_it(lab: Lab):

@@ -6,6 +6,7 @@ exercised by every lab test that serves the LUN."""
 import importlib.machinery
 import importlib.util
 import json
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -106,18 +107,23 @@ def test_status_without_the_config_volume_or_the_lun_is_stopped(script: ModuleTy
     assert not script.running()
 
 
-def test_saved_registrations_go_back_one_line_each(script: ModuleType, monkeypatch) -> None:
+def test_saved_registrations_go_back_one_line_each_with_res_type_in_decimal(
+    script: ModuleType, monkeypatch
+) -> None:
     Path(script.RESERVATIONS).mkdir(parents=True)
-    Path(script.RESERVATIONS, "aptpl_5f1c0a").write_text(APTPL)
+    Path(script.RESERVATIONS, "aptpl_5f1c0a").write_text(APTPL.replace("res_type=05", "res_type=08"))
     written: list[tuple[str, str]] = []
     monkeypatch.setattr(script, "write", lambda path, value: written.append((path, value)))
-    script.restore_reservations("5f1c0a")
+    assert script.restore_reservations("5f1c0a") == [
+        "iqn.1998-01.com.vmware:esx1",
+        "iqn.1998-01.com.vmware:esx2",
+    ]
     metadata = f"{script.STORAGE}/pr/res_aptpl_metadata"
     assert written == [
         (
             metadata,
             "initiator_fabric=iSCSI,initiator_node=iqn.1998-01.com.vmware:esx1,sa_res_key=11,"
-            "res_holder=1,res_type=05,mapped_lun=0,target_lun=0",
+            "res_holder=1,res_type=8,mapped_lun=0,target_lun=0",  # "08" would be bad octal
         ),
         (
             metadata,
@@ -125,6 +131,46 @@ def test_saved_registrations_go_back_one_line_each(script: ModuleType, monkeypat
             "res_holder=0,mapped_lun=0,target_lun=0",
         ),
     ]
+
+
+def test_a_registration_the_kernel_refuses_is_skipped_and_the_rest_restored(
+    script: ModuleType, monkeypatch
+) -> None:
+    Path(script.RESERVATIONS).mkdir(parents=True)
+    Path(script.RESERVATIONS, "aptpl_5f1c0a").write_text(APTPL)
+
+    def write(path: str, value: str) -> None:
+        if "esx1" in value:
+            raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(script, "write", write)
+    assert script.restore_reservations("5f1c0a") == ["iqn.1998-01.com.vmware:esx2"]
+
+
+def acl_tree(script: ModuleType, *initiators: str) -> Path:
+    """The TPG with LUN 0 exported, and the folders configfs makes with each ACL (auth/)."""
+    tpg = Path(script.tpg_path(IQN))
+    (tpg / "lun/lun_0").mkdir(parents=True)
+    for initiator in initiators:
+        (tpg / "acls" / initiator / "auth").mkdir(parents=True)
+    return tpg
+
+
+def test_each_registered_initiator_gets_an_acl_mapping_lun_0_with_the_chap(script: ModuleType) -> None:
+    tpg = acl_tree(script, "iqn.1998-01.com.vmware:esx1")
+    script.map_lun_for(str(tpg), ["iqn.1998-01.com.vmware:esx1"], SPEC["chap"])
+    acl = tpg / "acls/iqn.1998-01.com.vmware:esx1"
+    assert os.readlink(acl / "lun_0/vsa-lun0") == str(tpg / "lun/lun_0")
+    assert ((acl / "auth/userid").read_text(), (acl / "auth/password").read_text()) == ("site", "s3cret")
+
+
+def test_an_acl_that_cannot_be_completed_is_removed_so_the_initiator_still_logs_in(
+    script: ModuleType,
+) -> None:
+    tpg = acl_tree(script)  # no auth/ folder: writing the CHAP fails
+    (tpg / "acls").mkdir()
+    script.map_lun_for(str(tpg), ["iqn.1998-01.com.vmware:esx1"], SPEC["chap"])
+    assert list((tpg / "acls").iterdir()) == []
 
 
 def test_no_saved_registrations_write_nothing(script: ModuleType, monkeypatch) -> None:
