@@ -7,6 +7,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -171,6 +172,33 @@ def test_an_acl_that_cannot_be_completed_is_removed_so_the_initiator_still_logs_
     (tpg / "acls").mkdir()
     script.map_lun_for(str(tpg), ["iqn.1998-01.com.vmware:esx1"], SPEC["chap"])
     assert list((tpg / "acls").iterdir()) == []
+
+
+def test_stop_removes_the_acls_before_the_lun_they_map(script: ModuleType, monkeypatch) -> None:
+    """configfs refuses (EBUSY) to remove a TPG LUN an ACL's mapped LUN still links to: a stop
+    that failed there left vsa-serve FAILED and blocked on the node (found in the lab)."""
+    tpg = running_tree(script)
+    (tpg / "np/0.0.0.0:3260").mkdir(parents=True)
+    acl = tpg / "acls/iqn.1998-01.com.vmware:esx1"
+    (acl / "lun_0").mkdir(parents=True)
+    (acl / "lun_0/vsa-lun0").symlink_to(tpg / "lun/lun_0")
+
+    class Configfs:
+        """The script's os, with rmdir as configfs has it: a link target cannot go while
+        linked, and a group goes with its attribute files."""
+
+        def __getattr__(self, name: str):
+            return getattr(os, name)
+
+        def rmdir(self, path: str) -> None:
+            linked = [link for link in (tpg / "acls").glob("*/lun_*/*") if link.is_symlink()]
+            if any(os.path.realpath(link) == os.path.realpath(path) for link in linked):
+                raise OSError(16, "Device or resource busy", path)
+            shutil.rmtree(path)
+
+    monkeypatch.setattr(script, "os", Configfs())
+    script.stop()
+    assert not tpg.parent.exists()
 
 
 def test_no_saved_registrations_write_nothing(script: ModuleType, monkeypatch) -> None:
