@@ -15,6 +15,9 @@ healing, every one reads back from the copy that serves):
 (e) the witness lost as well: the survivor, whose peer is lost, has no quorum
     and stops serving (availability traded for safety) until a vote comes back.
 
+Besides: SCSI-3 persistent reservations (APTPL) kept and enforced across two switchovers,
+and, last, libiscsi's conformance tests of ATS, UNMAP, WRITE SAME and XCOPY.
+
 One lab for the module, in test order; each test leaves it healthy.
 """
 
