@@ -366,7 +366,8 @@ class StorageNode(VmNode):
 
 
 class WitnessNode(VmNode):
-    """The witness VM: no data disks, one NIC (iSCSI network), Corosync only."""
+    """The witness VM: no data disks, one NIC (iSCSI network); Corosync's third vote and a
+    copy of Pacemaker's CIB, never a resource."""
 
     memory_mb: int
 
