@@ -56,13 +56,8 @@ def diff(node: str, desired: Desired, facts: WitnessFacts) -> Change | None:
         after = f"sha256 {sha256(file.content)[:12]}, mode {oct(file.mode)}"
         attrs.append(Attr(path, before, after, sensitive=file.sensitive))
         operations.append(WriteFile(node, path, sha256(file.content), file.mode, file.sensitive, ()))
-    if UNIT not in facts.services.enabled:
-        attrs.append(Attr(f"{UNIT} enabled", False, True))
-        operations.append(EnableService(node, UNIT))
-    if UNIT not in facts.services.active:
-        attrs.append(Attr(UNIT, "stopped", "running"))
-        operations.append(StartService(node, UNIT))
-    elif stale:
+    _enable_and_start(node, UNIT, facts.services, "running", attrs, operations)
+    if stale and UNIT in facts.services.active:
         attrs.append(Attr(UNIT, "running", "restarted (configuration changed)"))
         operations.append(RestartService(node, UNIT))
     if not operations:
@@ -82,12 +77,8 @@ def pacemaker_change(node: str, facts: WitnessFacts) -> Change | None:
     witness never boots into a cluster whose CIB could place vsa-serve on it."""
     attrs: list[Attr] = []
     operations: list[Operation] = []
-    if PACEMAKER_UNIT not in facts.services.enabled:
-        attrs.append(Attr(f"{PACEMAKER_UNIT} enabled", False, True))
-        operations.append(EnableService(node, PACEMAKER_UNIT))
-    if PACEMAKER_UNIT not in facts.services.active:
-        attrs.append(Attr(PACEMAKER_UNIT, "stopped", "running (the CIB's third copy, no resource)"))
-        operations.append(StartService(node, PACEMAKER_UNIT))
+    running = "running (the CIB's third copy, no resource)"
+    _enable_and_start(node, PACEMAKER_UNIT, facts.services, running, attrs, operations)
     if not operations:
         return None
     return Change(
@@ -97,3 +88,15 @@ def pacemaker_change(node: str, facts: WitnessFacts) -> Change | None:
         attrs=attrs,
         operations=tuple(operations),
     )
+
+
+def _enable_and_start(
+    node: str, unit: str, services: Services, running: str, attrs: list[Attr], operations: list[Operation]
+) -> None:
+    """Add what enables the unit at boot and starts it, where it is not so already."""
+    if unit not in services.enabled:
+        attrs.append(Attr(f"{unit} enabled", False, True))
+        operations.append(EnableService(node, unit))
+    if unit not in services.active:
+        attrs.append(Attr(unit, "stopped", running))
+        operations.append(StartService(node, unit))
