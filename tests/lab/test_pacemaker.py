@@ -105,7 +105,7 @@ def test_apply_configures_pacemaker_and_serves_the_lun(lab: Lab):
         lab.plan, WITNESS, "systemctl is-active corosync pacemaker drbd; lsblk -dn -o TYPE | grep -cx disk"
     ) == ("active\nactive\ninactive\n1\n")
     assert "vsa-serve" not in on(lab.plan, WITNESS, "crm_resource --list-operations --node witness")
-    assert 'id="vsa-serve-never-on-witness"' in on(lab.plan, WITNESS, "cibadmin -Q -o constraints")
+    assert 'id="vsa-serve-never-on-witness"' in constraints_on(lab, WITNESS)
     # heartbeat is installed in the same image but never started
     assert {
         on(lab.plan, n, "systemctl is-enabled heartbeat; systemctl is-active heartbeat") for n in NODES
@@ -142,7 +142,7 @@ def boot_id(lab: Lab, node: str) -> str:
 
 def fence_lifted(lab: Lab, node: str) -> None:
     """Once both disks are UpToDate, vsa-serve's monitor lifts the vsa-fence constraint."""
-    wait_for(lambda: 'id="vsa-fence"' not in on(lab.plan, node, "cibadmin -Q -o constraints"), 180)
+    wait_for(lambda: 'id="vsa-fence"' not in constraints_on(lab, node), 180)
 
 
 def rerun_healthy(lab: Lab) -> float:
@@ -173,7 +173,7 @@ def test_switchover_moves_the_lun_under_a_writer(lab: Lab):
         writer.wait_more(3, 60)
     assert writer.lost() == 0
     assert status(lab)[1]["active_node"] == other
-    assert "cli-prefer" not in on(lab.plan, other, "cibadmin -Q -o constraints")  # the move is cleared
+    assert "cli-prefer" not in constraints_on(lab, other)  # the move is cleared
     report(f"switchover: healthy {wait_healthy(lab):.1f} s after it returned")
 
 
@@ -232,7 +232,7 @@ def test_a_cut_replication_link_outdates_the_peer_io_goes_on_and_no_switchover_t
             writer.wait_more(5, 120)  # through the freeze while the peer is outdated
             report(f"replication cut: 5 more writes acked {time.monotonic() - began:.1f} s after the cut")
             assert holds_vip(lab, active) and not holds_vip(lab, peer)  # no failover
-            assert f'value="{active}"' in on(lab.plan, active, "cibadmin -Q -o constraints")
+            assert f'value="{active}"' in constraints_on(lab, active)
             # A switchover toward the outdated peer is refused with one line; nothing moves.
             refused = inside("-m", "orchestrator", "switchover", str(lab.plan.path), "--to", peer)
             assert refused.returncode == 1, refused.stdout + refused.stderr
@@ -388,7 +388,7 @@ def test_hard_failover_then_the_witness_lost_stops_the_last_node_until_a_vote_re
         report(f"pacemaker failover: {seconds:.1f} s")
         writer.wait_more(2, 60)
         # The survivor outdated its dead peer by a constraint (with quorum) before promoting.
-        assert f'value="{survivor}"' in on(lab.plan, survivor, "cibadmin -Q -o constraints")
+        assert f'value="{survivor}"' in constraints_on(lab, survivor)
         # Both DRBD resources let the dead peer go (the idle one only at its next ping): a
         # witness lost while a fence-peer handler still decides would make this node reset.
         wait_for(lambda: on(lab.plan, survivor, "cat /proc/drbd").count("cs:WFConnection") == 2, 60)
