@@ -29,7 +29,9 @@ def vsa(plan: Plan, *args: str) -> subprocess.CompletedProcess:
     return inside("-m", "orchestrator", str(plan.path), "--only", "guest", *args)
 
 
-def on(plan: Plan, node: str, command: str) -> str:
+def on(plan: Plan, node: str, command: str, check: bool = False) -> str:
+    """A shell command's stdout on a node; with check, a non-zero exit fails the test with its
+    stderr (for the steps a test sets up: a step that silently failed would blame the code)."""
     address = str(next(n.iscsi_ip for n in plan.vm_nodes if n.node == node))
     key = StateDir(plan.state_dir, persist=False).host_key(node)
     client = pinned_client(key.public_openssh, address)
@@ -42,8 +44,11 @@ def on(plan: Plan, node: str, command: str) -> str:
         look_for_keys=False,
     )
     try:
-        _, out, _ = client.exec_command(command)
-        return out.read().decode()
+        _, out, err = client.exec_command(command)
+        stdout, stderr = out.read().decode(), err.read().decode()
+        status = out.channel.recv_exit_status()
+        assert not check or status == 0, f"{node}: `{command}` exited {status}: {stderr.strip()}"
+        return stdout
     finally:
         client.close()
 

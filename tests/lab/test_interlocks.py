@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from orchestrator.guest import layout
-from orchestrator.guest.facts import ProcDrbd
+from orchestrator.guest.facts import DrbdMetadata, ProcDrbd
 from orchestrator.lab.qemu import LabVm
 from orchestrator.plan import Plan
 from tests.lab.conftest import report, storage_vm, write_lab_plan
@@ -46,9 +46,18 @@ def lun_state(plan: Plan, node: str) -> tuple[str, str, str]:
     return state.cs, state.ro, state.ds
 
 
+def take_down(plan: Plan, node: str) -> None:
+    """Heartbeat stopped and both DRBD resources down on a node. A standby's `drbdadm down` may
+    return before its peer has dealt with the lost connection (the primary's fence-peer handler
+    runs then), so the test waits until the kernel has no resource left rather than trusting it."""
+    on(plan, node, "systemctl stop heartbeat", check=True)
+    on(plan, node, "drbdadm down all")
+    wait_for(lambda: all(s.cs == "Unconfigured" for s in ProcDrbd().process(drbd(plan, node)).values()), 60)
+
+
 def test_a_data_disk_holding_a_filesystem_is_refused_naming_node_and_disk(pair):
     plan = pair
-    on(plan, "node2", f"mkfs.ext4 -q -F {DATA}")
+    on(plan, "node2", f"mkfs.ext4 -q -F {DATA}", check=True)
     for args in (("--dry-run",), ("--yes",)):
         refused = vsa(plan, *args)
         assert refused.returncode == 1, refused.stdout + refused.stderr
@@ -59,7 +68,7 @@ def test_a_data_disk_holding_a_filesystem_is_refused_naming_node_and_disk(pair):
         assert on(plan, node, "ls /etc/drbd.d/*.res 2>/dev/null") == ""
         assert ProcDrbd().process(drbd(plan, node)) == {}
     assert "ext4" in on(plan, "node2", f"blkid -p -s TYPE -o value {DATA}")
-    on(plan, "node2", f"wipefs -q -a {DATA}")
+    on(plan, "node2", f"wipefs -q -a {DATA}", check=True)
     created = vsa(plan, "--yes")
     assert created.returncode == 0, created.stdout + created.stderr
 
@@ -68,7 +77,8 @@ def test_existing_metadata_is_adopted_never_recreated(pair):
     plan = pair
     standby = "node2" if active_node(plan) == "node1" else "node1"
     assert "wrote 65536" in qemu_io(plan, "write -P 0x3c 0 64k").stdout
-    on(plan, standby, "systemctl stop heartbeat; drbdadm down all; rm /etc/drbd.d/*.res")
+    take_down(plan, standby)
+    on(plan, standby, "rm /etc/drbd.d/*.res", check=True)
     log_size = (plan.state_dir / "run.log").stat().st_size
     shown = vsa(plan, "--dry-run")
     assert shown.returncode == 2
@@ -85,10 +95,12 @@ def test_a_replaced_node_resyncs_without_a_forced_primary(pair):
     active = active_node(plan)
     replaced = "node2" if active == "node1" else "node1"
     assert "wrote 65536" in qemu_io(plan, "write -P 0x4d 1M 64k").stdout
-    wipe = "; ".join(
+    wipe = " && ".join(
         f"drbdmeta --force {r.minor} v08 {META} {r.meta_index} wipe-md" for r in layout.RESOURCES
     )
-    on(plan, replaced, f"systemctl stop heartbeat; drbdadm down all; {wipe}; wipefs -q -a {CONFIG} {DATA}")
+    take_down(plan, replaced)
+    on(plan, replaced, f"{wipe} && wipefs -q -a {CONFIG} {DATA}", check=True)
+    assert not any(DrbdMetadata(META).process(on(plan, replaced, DrbdMetadata(META).command)).values())
     log_size = (plan.state_dir / "run.log").stat().st_size
     shown = vsa(plan, "--dry-run")
     assert shown.returncode == 2
@@ -112,16 +124,17 @@ def test_split_brain_is_reported_and_nothing_is_changed(pair):
     active = active_node(plan)
     victim = "node2" if active == "node1" else "node1"
     # Provoke it as a hurried admin would: cut the link, force the standby primary, write on both sides.
-    on(plan, victim, f"drbdadm disconnect {LUN}")
+    on(plan, victim, f"drbdadm disconnect {LUN}", check=True)
     on(
         plan,
         victim,
         f"drbdadm primary --force {LUN} && "
         f"dd if=/dev/urandom of=/dev/drbd{layout.LUN.minor} bs=4k count=1 seek=4000 oflag=direct "
         f"status=none && drbdadm secondary {LUN}",
+        check=True,
     )
     assert "wrote 65536" in qemu_io(plan, "write -P 0x6e 2M 64k").stdout
-    on(plan, victim, f"drbdadm connect {LUN}")
+    on(plan, victim, f"drbdadm connect {LUN}", check=True)
     marker = f"{layout.SPLIT_BRAIN_PREFIX}{LUN}"
     wait_for(lambda: any(marker in on(plan, n, f"ls {layout.SPLIT_BRAIN_DIR}") for n in (active, victim)), 60)
     wait_for(lambda: lun_state(plan, victim)[0] == "StandAlone", 60)
@@ -136,7 +149,7 @@ def test_split_brain_is_reported_and_nothing_is_changed(pair):
         assert active in shown and victim in shown
     assert {node: lun_state(plan, node) for node in (active, victim)} == states  # not reconnected/promoted
     # The user decides: the victim's change is discarded.
-    on(plan, victim, f"drbdadm secondary {LUN}; drbdadm connect --discard-my-data {LUN}")
+    on(plan, victim, f"drbdadm secondary {LUN} && drbdadm connect --discard-my-data {LUN}", check=True)
     on(plan, active, f"drbdadm connect {LUN}")
     wait_for(lambda: fully_synced(plan), SYNC_TIMEOUT_S)
     healed = vsa(plan, "--yes")  # only forgets the split brain now
