@@ -13,8 +13,19 @@ from orchestrator.appliance import recipe
 from orchestrator.appliance.shell import ApplianceError, run
 from orchestrator.host_files import ARCHIVE_KEYRING
 
-# Units a storage node does not need at boot (timers that touch the network or disks).
-MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "e2scrub_reap.service")
+# Units a storage node must not run at boot: timers that touch the network or disks;
+# targetctl, which would restore a saved LIO configuration at boot (a LUN exported from a
+# standby) and clear every LUN at shutdown, racing the cluster manager's orderly stop (the
+# target is ours: vsa-target); cloud-init's config stage, which has no module left to run and
+# costs 14 s of a boot under emulation.
+MASKED_UNITS = (
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "rtslib-fb-targetctl.service",
+    "cloud-config.service",
+)
 # Started by the guest stage once configured, for the plan's cluster manager only
 # (heartbeat cannot start without ha.cf; corosync's packaged config is a stub).
 DISABLED_UNITS = (

@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 CONNECT_WAIT_S = 120.0
 SERVE_WAIT_S = 180.0
 QUORUM_WAIT_S = 120.0
+# Every unit we enable has a native unit file, which systemd uses instead of the package's SysV
+# script; syncing the script's rc links runs update-rc.d (7-10 s per unit under emulation), and
+# the unit files are unchanged, so no daemon reload is needed either.
+ENABLE = "SYSTEMCTL_SKIP_SYSV=1 systemctl enable --no-reload"
 
 
 def apply(ctx: RunContext, change: Change) -> None:
@@ -164,7 +168,7 @@ def drbd_connect(op: DrbdConnect, ctx: RunContext) -> None:
 
 @NODE.handles(EnableService)
 def enable_service(op: EnableService, ctx: RunContext) -> None:
-    _shell(ctx, op.node).run(f"systemctl enable {op.unit}")
+    _shell(ctx, op.node).run(f"{ENABLE} {op.unit}")
 
 
 @NODE.handles(StartService)
