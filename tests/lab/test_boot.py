@@ -2,7 +2,8 @@
 and carries what the guest stage needs (DRBD 8.4, heartbeat, LIO, its disks)."""
 
 import time
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import paramiko
 import pytest
@@ -10,9 +11,9 @@ import pytest
 from orchestrator.appliance.build import Appliance
 from orchestrator.lab import netns
 from orchestrator.lab.qemu import LabVm, wait_until
-from orchestrator.plan import Plan
+from orchestrator.plan import Plan, StorageNode
 from orchestrator.state import StateDir, new_ed25519_key
-from tests.lab.conftest import GIB, pinned_client, report, storage_vm
+from tests.lab.conftest import GIB, pinned_client, report, storage_vm, write_lab_plan
 from tests.lab.nodes import ssh_banner
 
 BOOT_TIMEOUT_S = 300
@@ -30,29 +31,38 @@ echo "== disks"; lsblk -b -d -n -o NAME,SIZE,SERIAL /dev/sdb /dev/sdc /dev/sdd
 """
 
 
-@pytest.fixture
-def node1(lab_plan: Plan, appliance: Appliance, lab_network: None, tmp_path: Path):
-    node = lab_plan.storage_nodes[0]
-    vm = storage_vm(lab_plan, node, appliance, tmp_path / "node1")
+@dataclass(frozen=True)
+class Booted:
+    plan: Plan
+    node: StorageNode
+    vm: LabVm
+
+
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory, appliance: Appliance, lab_network: None) -> Iterator[Booted]:
+    """node1 booted once for the module (each boot costs a minute under TCG), in test order."""
+    folder = tmp_path_factory.mktemp("boot")
+    plan = write_lab_plan(folder / "lab")
+    node = plan.storage_nodes[0]
+    vm = storage_vm(plan, node, appliance, folder / "node1")
     try:
-        yield node, vm
+        started = time.monotonic()
+        vm.start()
+        _wait_for_ssh(vm, str(node.iscsi_ip))
+        report(f"boot to SSH under TCG: {time.monotonic() - started:.1f} s")
+        yield Booted(plan, node, vm)
     finally:
         vm.remove()
 
 
-def test_node_boots_with_its_identity_and_storage_stack(lab_plan: Plan, node1) -> None:
-    node, vm = node1
+def test_node_boots_with_its_identity_and_storage_stack(booted: Booted) -> None:
+    plan, node, vm = booted.plan, booted.node, booted.vm
     address = str(node.iscsi_ip)
-    started = time.monotonic()
-    vm.start()
-    _wait_for_ssh(vm, address)
-    report(f"boot to SSH under TCG: {time.monotonic() - started:.1f} s")
-
-    host_key = StateDir(lab_plan.state_dir, persist=True).host_key(node.node)
+    host_key = StateDir(plan.state_dir, persist=True).host_key(node.node)
     with pytest.raises(paramiko.BadHostKeyException):
-        _connect(pinned_client(new_ed25519_key("impostor").public_openssh, address), lab_plan, address)
+        _connect(pinned_client(new_ed25519_key("impostor").public_openssh, address), plan, address)
 
-    client = _connect(pinned_client(host_key.public_openssh, address), lab_plan, address)
+    client = _connect(pinned_client(host_key.public_openssh, address), plan, address)
     with client:
         _, stdout, stderr = client.exec_command(FACTS_SCRIPT, timeout=120)
         output = stdout.read().decode()
@@ -67,23 +77,18 @@ def test_node_boots_with_its_identity_and_storage_stack(lab_plan: Plan, node1) -
     assert facts["drbdadm"][0].startswith("DRBDADM_VERSION=9."), facts["drbdadm"]
     assert facts["heartbeat"] == ["install ok installed"]
     assert facts["targetcli"] == ["/usr/bin/targetcli"]
-    sizes = lab_plan.storage_vm
+    sizes = plan.storage_vm
     assert [line.split() for line in facts["disks"]] == [
         ["sdb", str(sizes.meta_disk_gb * GIB), "vsa-node1-meta"],
         ["sdc", str(sizes.config_disk_gb * GIB), "vsa-node1-config"],
         ["sdd", str(sizes.data_disk_gb * GIB), "vsa-node1-data"],
     ]
 
-    vm.power_off()
-    assert vm.pid() is None
 
-
-def test_node_stops_cleanly_and_keeps_its_identity_across_a_restart(lab_plan: Plan, node1) -> None:
-    node, vm = node1
+def test_node_stops_cleanly_and_keeps_its_identity_across_a_restart(booted: Booted) -> None:
+    plan, node, vm = booted.plan, booted.node, booted.vm
     address = str(node.iscsi_ip)
-    host_key = StateDir(lab_plan.state_dir, persist=True).host_key(node.node)
-    vm.start()
-    _wait_for_ssh(vm, address)
+    host_key = StateDir(plan.state_dir, persist=True).host_key(node.node)
     vm.stop()
     assert vm.pid() is None
     assert "reboot: Power down" in vm.console_log.read_text(errors="replace")
@@ -92,9 +97,12 @@ def test_node_stops_cleanly_and_keeps_its_identity_across_a_restart(lab_plan: Pl
     vm.start()
     _wait_for_ssh(vm, address)
     report(f"restart to SSH under TCG: {time.monotonic() - started:.1f} s")
-    with _connect(pinned_client(host_key.public_openssh, address), lab_plan, address) as client:
+    with _connect(pinned_client(host_key.public_openssh, address), plan, address) as client:
         _, stdout, _ = client.exec_command("hostname", timeout=60)
         assert stdout.read().decode().strip() == node.node
+
+    vm.power_off()
+    assert vm.pid() is None
 
 
 def _wait_for_ssh(vm: LabVm, address: str) -> None:
