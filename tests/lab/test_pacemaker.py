@@ -15,7 +15,8 @@ healing, every one reads back from the copy that serves):
 (e) the witness lost as well: the survivor, whose peer is lost, has no quorum
     and stops serving (availability traded for safety) until a vote comes back.
 
-Besides: SCSI-3 persistent reservations (APTPL) kept and enforced across two switchovers,
+Besides: SCSI-3 persistent reservations (APTPL) kept and enforced across two switchovers
+and across a SIGKILL of the serving node,
 and, last, libiscsi's conformance tests of ATS, UNMAP, WRITE SAME and XCOPY.
 
 One lab for the module, in test order; each test leaves it healthy.
@@ -196,30 +197,60 @@ def reservations_of(lab: Lab, name: str, steps: Callable[[Any], None] = lambda s
     return netns.call_inside(inside, f"iscsi-{name}")
 
 
+PR_KEY = 0xA1B2C3D4
+PR_UNUSED = START + (REGIONS - 1) * REGION  # the writer rounds of this module never write here
+
+
+def register_and_reserve(session) -> None:
+    """What a Windows failover cluster node does on its disk: register (APTPL) and reserve."""
+    session.pr_out(0, PR_OUT_REGISTER_AND_IGNORE, 0, new_key=PR_KEY, aptpl=True)
+    session.pr_out(0, PR_OUT_RESERVE, PR_KEY, pr_type=PR_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+
+
+HELD = Reservations((PR_KEY,), PR_KEY, PR_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+
+
+def still_reserved(lab: Lab) -> None:
+    """Another initiator reads the same registration and holder, and an unregistered write is refused."""
+    assert reservations_of(lab, "guest-b") == HELD
+    refused = qemu_io(lab.plan, f"write -P 7 {PR_UNUSED} 4k")
+    assert "wrote" not in refused.stdout and "failed" in refused.stdout + refused.stderr
+
+
+def clear_reservations(lab: Lab) -> None:
+    """The holder clears them (its registration is attached, not only listed)."""
+    cleared = reservations_of(lab, "guest-a", lambda session: session.pr_out(0, PR_OUT_CLEAR, PR_KEY))
+    assert cleared == Reservations((), None, None)
+
+
 def test_persistent_reservations_move_with_the_lun_both_ways(lab: Lab):
-    """What a Windows failover cluster does on the LUN: register (APTPL) and reserve. The
-    registration and the reservation are there whichever node serves and are enforced (an
-    unregistered initiator's write is refused), and the holder can still clear them after two
-    moves (its registration is attached, not only listed)."""
-    key = 0xA1B2C3D4
-    unused = START + (REGIONS - 1) * REGION  # the writer rounds of this module never write here
-
-    def register_and_reserve(session) -> None:
-        session.pr_out(0, PR_OUT_REGISTER_AND_IGNORE, 0, new_key=key, aptpl=True)
-        session.pr_out(0, PR_OUT_RESERVE, key, pr_type=PR_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
-
-    before = reservations_of(lab, "guest-a", register_and_reserve)
-    assert before == Reservations((key,), key, PR_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+    """The registration and the reservation are there whichever node serves and are enforced,
+    and the holder can still clear them after two moves."""
+    assert reservations_of(lab, "guest-a", register_and_reserve) == HELD
     try:
         for _ in range(2):
             moved = inside("-m", "orchestrator", "switchover", str(lab.plan.path))
             assert moved.returncode == 0, moved.stdout + moved.stderr
-            assert reservations_of(lab, "guest-b") == before
-            refused = qemu_io(lab.plan, f"write -P 7 {unused} 4k")
-            assert "wrote" not in refused.stdout and "failed" in refused.stdout + refused.stderr
+            still_reserved(lab)
     finally:
-        cleared = reservations_of(lab, "guest-a", lambda session: session.pr_out(0, PR_OUT_CLEAR, key))
-    assert cleared == Reservations((), None, None)
+        clear_reservations(lab)
+
+
+def test_a_reservation_held_when_the_serving_node_dies_holds_on_the_survivor(lab: Lab):
+    """The same after a SIGKILL of the serving node: the survivor loads what the dead node
+    last wrote to the replicated config volume."""
+    victim = status(lab)[1]["active_node"]
+    survivor = peer_of(victim)
+    assert reservations_of(lab, "guest-a", register_and_reserve) == HELD
+    try:
+        kill_vm(lab, victim)
+        wait_for(lambda: holds_vip(lab, survivor), 120)
+        still_reserved(lab)
+    finally:
+        clear_reservations(lab)
+    report(f"reservation across a kill: healthy {rerun_healthy(lab):.1f} s after the rerun")
+    assert status(lab)[1]["active_node"] == survivor
+    fence_lifted(lab, survivor)
 
 
 def test_a_cut_replication_link_outdates_the_peer_io_goes_on_and_no_switchover_to_it(lab: Lab):
