@@ -31,6 +31,10 @@ RESOURCES = (CONFIG, LUN)
 
 CONFIG_MOUNT = "/srv/data"
 CONFIG_FSTYPE = "ext4"
+# Every write to the config volume reaches both disks before it returns (DRBD protocol C
+# under a synchronous mount): LIO writes a PERSISTENT RESERVE OUT's APTPL file there
+# before it answers, and from the page cache alone a SIGKILL lost the reservation.
+CONFIG_MOUNT_OPTIONS = "sync"
 TARGET_SCRIPT = "vsa-target"  # heartbeat resource script in /etc/ha.d/resource.d/
 TARGET_DEFINITION = f"{CONFIG_MOUNT}/vsa-target.json"
 # DRBD's split-brain handler leaves a marker per resource here; it outlives the

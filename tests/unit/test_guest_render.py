@@ -27,7 +27,7 @@ def test_one_resource_group_with_the_vip_last():
     assert resources[0] == "node1"
     assert resources[1:] == [
         "drbddisk::iscsi.config",
-        f"Filesystem::/dev/drbd0::{layout.CONFIG_MOUNT}::ext4",
+        f"Filesystem::/dev/drbd0::{layout.CONFIG_MOUNT}::ext4::sync",
         "drbddisk::iscsi.target.0",
         "vsa-target",
         "IPaddr2::10.11.55.50/8/eth0",

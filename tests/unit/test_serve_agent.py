@@ -37,7 +37,9 @@ mv $DRBD_STATE/proc.$$ $DRBD_STATE/proc
 """
 
 
-def start(tmp_path: Path, plan_text: str, members: str, peer_connected: bool) -> list[str]:
+def start(
+    tmp_path: Path, plan_text: str, members: str, peer_connected: bool, mounted: bool = True
+) -> list[str]:
     """Run the rendered agent's start on node1: its exit, then the drbdadm calls it made (the two
     resources are promoted side by side: their calls interleave)."""
     plan = load_plan(_write(tmp_path, plan_text))
@@ -57,7 +59,8 @@ def start(tmp_path: Path, plan_text: str, members: str, peer_connected: bool) ->
         "corosync-quorumtool": f'#!/bin/sh\nprintf "Quorate:   Yes\\n Nodeid Votes Name\\n{lines}\\n"\n',
         "uname": "#!/bin/sh\necho node1\n",
         "logger": f'#!/bin/sh\necho "$*" >> {tmp_path / "journal"}\n',
-        "mountpoint": "#!/bin/sh\nexit 0\n",
+        "mountpoint": f"#!/bin/sh\nexit {0 if mounted else 1}\n",
+        "mount": f'#!/bin/sh\necho "$*" >> {tmp_path / "mounts"}\n',
         "ip": "#!/bin/sh\nexit 0\n",
         "target": "#!/bin/sh\nexit 0\n",
         "send_arp": "#!/bin/sh\nexit 0\n",
@@ -124,3 +127,15 @@ def test_with_two_votes_a_connection_is_never_dropped(tmp_path, plan_text):
 def test_a_peer_already_gone_for_drbd_is_promoted_without_a_disconnect(tmp_path, three_votes):
     calls = start(tmp_path, three_votes, members="node1 witness", peer_connected=False)
     assert sorted(calls) == ["exit 0", *(f"primary {resource}" for resource in RESOURCES)]
+
+
+@pytest.mark.parametrize(
+    ("mounted", "expected"),
+    [(False, "-t ext4 -o sync /dev/drbd0 /srv/data"), (True, "-o remount,sync /srv/data")],
+)
+def test_the_config_volume_is_mounted_synchronous(tmp_path, three_votes, mounted, expected):
+    """A PERSISTENT RESERVE OUT's APTPL file must be on both disks when LIO answers: a config
+    volume mounted by an older agent without sync is remounted."""
+    calls = start(tmp_path, three_votes, members="node1 witness", peer_connected=False, mounted=mounted)
+    assert calls[0] == "exit 0"
+    assert (tmp_path / "mounts").read_text().splitlines() == [expected]

@@ -33,6 +33,7 @@ class Heartbeat:
             lun=layout.LUN,
             mount=layout.CONFIG_MOUNT,
             fstype=layout.CONFIG_FSTYPE,
+            mount_options=layout.CONFIG_MOUNT_OPTIONS,
             target_resource=layout.TARGET_SCRIPT,
             **common,
         )

@@ -63,6 +63,7 @@ class Pacemaker:
             config=layout.CONFIG,
             mount=layout.CONFIG_MOUNT,
             fstype=layout.CONFIG_FSTYPE,
+            mount_options=layout.CONFIG_MOUNT_OPTIONS,
             target_script=f"/etc/ha.d/resource.d/{layout.TARGET_SCRIPT}",
             fenced_flag=FENCED_FLAG,
         )

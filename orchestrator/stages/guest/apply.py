@@ -230,7 +230,10 @@ def initialize(op: InitializeDrbd, ctx: RunContext) -> None:
                 f"{first.node}: {config.device} already holds a filesystem; it is never formatted"
             )
         first.run(f"mkfs.{layout.CONFIG_FSTYPE} -q -L vsa-config {config.device}")
-        first.run(f"mkdir -p {layout.CONFIG_MOUNT} && mount {config.device} {layout.CONFIG_MOUNT}")
+        first.run(
+            f"mkdir -p {layout.CONFIG_MOUNT} && "
+            f"mount -o {layout.CONFIG_MOUNT_OPTIONS} {config.device} {layout.CONFIG_MOUNT}"
+        )
         first.write_file(layout.TARGET_DEFINITION, definition, 0o600)
         first.run(f"umount {layout.CONFIG_MOUNT}")
     finally:
