@@ -100,7 +100,8 @@ def test_a_replaced_node_resyncs_without_a_forced_primary(pair):
     )
     take_down(plan, replaced)
     on(plan, replaced, f"{wipe} && wipefs -q -a {CONFIG} {DATA}", check=True)
-    assert not any(DrbdMetadata(META).process(on(plan, replaced, DrbdMetadata(META).command)).values())
+    metadata = DrbdMetadata(META)
+    assert not any(metadata.process(on(plan, replaced, metadata.command)).values())
     log_size = (plan.state_dir / "run.log").stat().st_size
     shown = vsa(plan, "--dry-run")
     assert shown.returncode == 2
